@@ -1,0 +1,55 @@
+"""What the three reference recurrences share: time order, the validity mask, and their interface.
+
+Every recurrence here, and every fused kernel in ``rnnlab.kernels``, takes the same arguments:
+
+- ``gx``: (T, B, G*H) input part of the gates for every step, ``x_t @ W_ih.T + bias`` computed as one GEMM
+  outside the recurrence (G = 4 for LSTM, 3 for GRU, 1 for RNN), time-major.
+- ``w_hh``: (G*H, H) the recurrent weight, torch.nn's layout and gate order.
+- ``h0`` (and ``c0`` for LSTM): (B, H) initial states.
+- ``lengths``: optional (B,) integer tensor. Row b is valid for t < lengths[b]. Past its length a row's
+  state stops changing and its output is zero. With ``reverse=True`` row b is walked from
+  t = lengths[b] - 1 down to 0, starting from h0: exactly what torch.nn gives for a PackedSequence.
+- ``reverse``: walk time from T-1 down to 0 (the backward direction of a bidirectional layer).
+
+They return ``out`` (T, B, H) and the final states (B, H).
+
+Internally every recurrence runs forward in "processing order": a reverse direction flips its inputs once
+before the loop and its outputs once after it, so one loop serves both directions. The same validity mask
+serves both directions too: a forward row freezes after its length, a reverse row waits (holding h0) until
+its first valid step.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def validity_mask(lengths: torch.Tensor | None, steps: int, device: torch.device) -> torch.Tensor | None:
+    """(T, B, 1) bool: True where step t of row b is inside that row's length; None without lengths."""
+    if lengths is None:
+        return None
+    lengths = lengths.to(device=device, dtype=torch.long)
+    return (torch.arange(steps, device=device)[:, None] < lengths[None, :]).unsqueeze(-1)
+
+
+def to_processing_order(tensor: torch.Tensor | None, reverse: bool) -> torch.Tensor | None:
+    """Flip the time axis (dim 0) for a reverse direction; identity otherwise."""
+    if tensor is None or not reverse:
+        return tensor
+    return tensor.flip(0)
+
+
+def previous_states(first: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+    """(T, B, H) state entering each step: ``first`` then ``states[:-1]``."""
+    return torch.cat([first.unsqueeze(0), states[:-1]], dim=0)
+
+
+def masked(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Zero where the mask is False. ``where`` rather than a product, so NaN in padding stays out."""
+    if mask is None:
+        return values
+    return torch.where(mask, values, values.new_zeros(()))
+
+
+def zeros_if_none(grad: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(like) if grad is None else grad

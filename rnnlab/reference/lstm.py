@@ -1,0 +1,120 @@
+"""LSTM recurrence: forward loop and hand-written BPTT backward. torch.nn gate order (i, f, g, o).
+
+    i, f, o = sigmoid(.)    g = tanh(.)    of  gx_t + h_{t-1} @ W_hh.T
+    c_t = f * c_{t-1} + i * g
+    h_t = o * tanh(c_t)
+
+The backward pass hoists everything that does not depend on the running gradients (gate derivatives,
+tanh(c), the mask) out of the time loop into whole-sequence tensor ops; the loop keeps only what is truly
+sequential: five small ops and one (B, 4H) @ (4H, H) product per step. dW_hh is one GEMM over all steps
+afterwards.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .common import masked, previous_states, to_processing_order, validity_mask, zeros_if_none
+from .matmul import StepMatmul
+
+
+def _forward_loop(gx, w_hh, h0, c0, mask):
+    """Processing-order loop. Returns post-activation gates (T,B,4H), cell states and hidden states."""
+    steps, batch, four_h = gx.shape
+    hidden = four_h // 4
+    step = StepMatmul(w_hh, batch)
+    gates, cells, states = [], [], []
+    h, c = h0, c0
+    for t, gx_t in enumerate(gx.unbind(0)):
+        g = step(h, gx_t)  # (B, 4H) pre-activations
+        g[:, : 2 * hidden].sigmoid_()
+        g[:, 2 * hidden : 3 * hidden].tanh_()
+        g[:, 3 * hidden :].sigmoid_()
+        i, f, gg, o = g.chunk(4, 1)
+        c_new = torch.addcmul(f * c, i, gg)
+        h_new = o * c_new.tanh()
+        if mask is not None:
+            c_new = torch.where(mask[t], c_new, c)
+            h_new = torch.where(mask[t], h_new, h)
+        h, c = h_new, c_new
+        gates.append(g)
+        cells.append(c)
+        states.append(h)
+    if steps == 0:
+        empty = gx.new_empty(0, batch, hidden)
+        return gx.new_empty(0, batch, four_h), empty, empty
+    return torch.stack(gates), torch.stack(cells), torch.stack(states)
+
+
+class LSTMRecurrence(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, gx, w_hh, h0, c0, mask, reverse):
+        gx_p, mask_p = to_processing_order(gx, reverse), to_processing_order(mask, reverse)
+        gates, cells, states = _forward_loop(gx_p, w_hh, h0, c0, mask_p)
+        out = masked(states, mask_p)
+        h_n = states[-1] if states.shape[0] else h0
+        c_n = cells[-1] if cells.shape[0] else c0
+        ctx.reverse = reverse
+        ctx.save_for_backward(gates, cells, states, w_hh, h0, c0, mask_p)
+        return to_processing_order(out, reverse), h_n.clone(), c_n.clone()
+
+    @staticmethod
+    def backward(ctx, d_out, d_hn, d_cn):
+        gates, cells, states, w_hh, h0, c0, mask = ctx.saved_tensors
+        steps, batch, four_h = gates.shape
+        hidden = four_h // 4
+        d_hn, d_cn = zeros_if_none(d_hn, h0), zeros_if_none(d_cn, c0)
+        if steps == 0:
+            return gates.new_zeros(0, batch, four_h), torch.zeros_like(w_hh), d_hn, d_cn, None, None
+        d_out = masked(to_processing_order(zeros_if_none(d_out, states), ctx.reverse), mask)
+
+        i, f, g, o = gates.view(steps, batch, 4, hidden).unbind(2)
+        tanh_c = cells.tanh()
+        c_prev = previous_states(c0, cells)
+        # dG_t[i, f, g] = dc_t * k_ifg,  dG_t[o] = dh_t * k_o,  dc_t += dh_t * a
+        k_ifg = torch.stack([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)], dim=2)  # (T,B,3,H)
+        k_o = tanh_c * o * (1 - o)
+        a = o * (1 - tanh_c * tanh_c)
+        carry = f  # dc_{t-1} = dc_t * f_t
+        if mask is not None:
+            k_ifg = masked(k_ifg, mask.unsqueeze(-1))
+            k_o, a = masked(k_o, mask), masked(a, mask)
+            carry = torch.where(mask, f, f.new_ones(()))  # frozen steps pass dc through unchanged
+            passthrough = (~mask).to(gates.dtype)  # and dh too
+
+        step = StepMatmul(w_hh.t(), batch)  # dG_t @ W_hh
+        d_gates = gates.new_empty(steps, batch, 4, hidden)
+        dh = d_out[-1] + d_hn
+        dc = d_cn
+        for t in range(steps - 1, -1, -1):
+            dc = torch.addcmul(dc, dh, a[t])
+            torch.mul(dc.unsqueeze(1), k_ifg[t], out=d_gates[t, :, :3])
+            torch.mul(dh, k_o[t], out=d_gates[t, :, 3])
+            dc = dc * carry[t]
+            addend = d_out[t - 1] if t > 0 else None
+            if mask is not None:
+                kept = dh * passthrough[t]
+                addend = kept if addend is None else addend + kept
+            dh = step(d_gates[t].view(batch, four_h), addend)
+
+        d_gates = d_gates.view(steps, batch, four_h)
+        h_prev = previous_states(h0, states)
+        d_w_hh = d_gates.reshape(-1, four_h).t() @ h_prev.reshape(-1, hidden)  # (4H, H), one GEMM
+        return to_processing_order(d_gates, ctx.reverse), d_w_hh, dh, dc, None, None
+
+
+def lstm_recurrence(
+    gx: torch.Tensor,
+    w_hh: torch.Tensor,
+    h0: torch.Tensor,
+    c0: torch.Tensor,
+    lengths: torch.Tensor | None = None,
+    reverse: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run an LSTM over precomputed input gates.
+
+    gx: (T, B, 4H) = x @ W_ih.T + b_ih + b_hh; w_hh: (4H, H); h0, c0: (B, H); lengths: (B,) or None.
+    Returns out (T, B, H), h_n (B, H), c_n (B, H). See ``rnnlab.reference.common`` for the conventions.
+    """
+    mask = validity_mask(lengths, gx.shape[0], gx.device)
+    return LSTMRecurrence.apply(gx, w_hh, h0, c0, mask, reverse)
