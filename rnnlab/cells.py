@@ -1,0 +1,143 @@
+"""rnnlab.RNNCell, LSTMCell, GRUCell: one step at a time, for decoding loops.
+
+Drop-in for the torch.nn cells (they subclass them: same arguments, parameters and state_dict), with the
+same ``backend`` switch as the layers. A step on the reference or triton backend is the layer's recurrence
+run for T = 1, so a cell and a layer with the same weights give the same numbers.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import backends
+from .reference import NONLINEARITIES
+
+
+class _Cell:
+    _cell: str
+
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    @backend.setter
+    def backend(self, value: str) -> None:
+        self._backend = backends.check_backend_name(value)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", backend={self.backend!r}"
+
+    def forward(self, input, hx=None):  # noqa: A002 - torch.nn's argument name
+        if not isinstance(input, torch.Tensor) or input.dim() not in (1, 2):
+            shape = tuple(input.shape) if isinstance(input, torch.Tensor) else type(input).__name__
+            raise ValueError(f"input must be 2-D (B, input_size) or 1-D (input_size,), got {shape}")
+        if input.shape[-1] != self.input_size:
+            raise ValueError(
+                f"input has feature size {input.shape[-1]}, but the cell's input_size is {self.input_size}"
+            )
+        if input.dim() == 2 and input.shape[0] == 0:
+            raise ValueError("input has an empty batch (B=0); expected B >= 1")
+        nonlinearity = getattr(self, "nonlinearity", "")
+        backend = backends.resolve(
+            self.backend, self._cell, self.hidden_size, input.dtype, input.device, nonlinearity
+        )
+        if backend == "cudnn":
+            torch_nn_cell = next(c for c in type(self).__mro__ if c.__module__.startswith("torch.nn"))
+            return torch_nn_cell.forward(self, input, hx)
+        unbatched = input.dim() == 1
+        x = input.unsqueeze(0) if unbatched else input  # (B, I)
+        states = self._states(hx, x, unbatched)
+        impl = backends.recurrences(backend)
+        b_ih, b_hh = (self.bias_ih, self.bias_hh) if self.bias else (None, None)
+        if self._cell == "gru":
+            gx = F.linear(x, self.weight_ih, b_ih).unsqueeze(0)  # (1, B, 3H)
+            _, h = impl.gru_recurrence(gx, self.weight_hh, b_hh, states[0])
+            result = h
+        else:
+            gx = F.linear(x, self.weight_ih, None if b_ih is None else b_ih + b_hh).unsqueeze(0)
+            if self._cell == "lstm":
+                _, h, c = impl.lstm_recurrence(gx, self.weight_hh, states[0], states[1])
+                result = (h, c)
+            else:
+                _, h = impl.rnn_recurrence(gx, self.weight_hh, states[0], nonlinearity=nonlinearity)
+                result = h
+        if unbatched:
+            return tuple(r.squeeze(0) for r in result) if isinstance(result, tuple) else result.squeeze(0)
+        return result
+
+    def _states(self, hx, x, unbatched):
+        count = 2 if self._cell == "lstm" else 1
+        if hx is None:
+            return [x.new_zeros(x.shape[0], self.hidden_size)] * count
+        states = list(hx) if self._cell == "lstm" else [hx]
+        if len(states) != count:
+            raise TypeError("hx for an LSTMCell must be a tuple (h, c)")
+        expected = (self.hidden_size,) if unbatched else (x.shape[0], self.hidden_size)
+        for name, state in zip(("h", "c"), states, strict=False):
+            if tuple(state.shape) != expected:
+                raise ValueError(f"hx ({name}) must have shape {expected}, got {tuple(state.shape)}")
+        return [s.unsqueeze(0) if unbatched else s for s in states]
+
+
+class LSTMCell(_Cell, nn.LSTMCell):
+    _cell = "lstm"
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        device=None,
+        dtype=None,
+        *,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__(input_size, hidden_size, bias, device=device, dtype=dtype)
+        self.backend = backend
+
+
+class GRUCell(_Cell, nn.GRUCell):
+    _cell = "gru"
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        device=None,
+        dtype=None,
+        *,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__(input_size, hidden_size, bias, device=device, dtype=dtype)
+        self.backend = backend
+
+
+class RNNCell(_Cell, nn.RNNCell):
+    _cell = "rnn"
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        nonlinearity: str = "tanh",
+        device=None,
+        dtype=None,
+        *,
+        backend: str = "auto",
+    ) -> None:
+        if nonlinearity not in NONLINEARITIES:
+            raise ValueError(f"nonlinearity must be one of {NONLINEARITIES}, got {nonlinearity!r}")
+        super().__init__(
+            input_size,
+            hidden_size,
+            bias,
+            "tanh" if nonlinearity == "sigmoid" else nonlinearity,
+            device=device,
+            dtype=dtype,
+        )
+        self.nonlinearity = nonlinearity
+        self.backend = backend

@@ -1,0 +1,326 @@
+"""rnnlab.RNN, rnnlab.LSTM, rnnlab.GRU: drop-in replacements for their torch.nn namesakes.
+
+Each subclasses its torch.nn class, so constructor arguments, parameter names and shapes, gate order,
+initialisation, ``state_dict`` and ``isinstance(layer, torch.nn.LSTM)`` are torch.nn's own. What is added:
+
+- ``backend``: "auto" (default), "reference", "triton" or "cudnn" (see ``rnnlab.backends``); an attribute,
+  switchable after construction.
+- ``forward(input, hx=None, lengths=None)``: a padded batch with a (B,) ``lengths`` tensor is accepted as well
+  as a PackedSequence. Past each sequence's length the state stops changing and the output is zero, as with
+  pack_padded_sequence, without packing.
+- ``single_bias=True``: one bias per gate (as Keras counts), instead of torch.nn's b_ih + b_hh. The bias
+  lives in ``bias_ih_l{k}``; ``bias_hh_l{k}`` becomes a zero buffer that is not saved or trained.
+- ``RNN(nonlinearity="sigmoid")`` besides "tanh" and "relu" (not on the cudnn backend).
+- T = 0 (an empty sequence) returns an empty output and the initial states unchanged, on every backend.
+
+Example::
+
+    lstm = rnnlab.LSTM(64, 128, num_layers=2, batch_first=True)
+    out, (h_n, c_n) = lstm(x, lengths=lengths)       # x: (B, T, 64), lengths: (B,)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from . import backends
+from .reference import NONLINEARITIES
+from .validation import check_input, check_lengths, check_state
+
+
+class _RecurrentLayer:
+    """The behaviour shared by RNN, LSTM and GRU; mixed in before the torch.nn class."""
+
+    _cell: str  # "lstm" | "gru" | "rnn"
+    _gates: int
+
+    def _setup_rnnlab(self, backend: str, single_bias: bool) -> None:
+        self.backend = backend
+        self.single_bias = single_bias
+        if single_bias:
+            if not self.bias:
+                raise ValueError(
+                    "single_bias=True needs bias=True (it keeps one bias per gate instead of two)"
+                )
+            for name in [n for n in self._flat_weights_names if n.startswith("bias_hh")]:
+                zeros = torch.zeros_like(getattr(self, name), requires_grad=False)
+                delattr(self, name)
+                self.register_buffer(name, zeros, persistent=False)
+            self._init_flat_weights()
+
+    # -- backend, validated on assignment ------------------------------------------------------------
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    @backend.setter
+    def backend(self, value: str) -> None:
+        self._backend = backends.check_backend_name(value)
+
+    def extra_repr(self) -> str:
+        text = super().extra_repr()
+        if self._cell == "rnn" and self.nonlinearity == "sigmoid":
+            text += ", nonlinearity=sigmoid"
+        if self.single_bias:
+            text += ", single_bias=True"
+        return text + f", backend={self.backend!r}"
+
+    # -- forward --------------------------------------------------------------------------------------
+    def forward(self, input, hx=None, lengths=None):  # noqa: A002 - torch.nn's argument name
+        if isinstance(input, PackedSequence):
+            if lengths is not None:
+                raise ValueError("lengths must be None when input is a PackedSequence (it carries its own)")
+            return self._forward_packed(input, hx)
+        weight = self.weight_ih_l0
+        check_input(input, self.input_size, weight, self.batch_first)
+        unbatched = input.dim() == 2
+        if unbatched:
+            if lengths is not None:
+                raise ValueError("lengths is for batched input; unbatched 2-D input is one whole sequence")
+            input = input.unsqueeze(1 if not self.batch_first else 0)
+        x = input.transpose(0, 1) if self.batch_first else input  # (T, B, I)
+        steps, batch = x.shape[0], x.shape[1]
+        h0, c0 = self._initial_states(hx, x, unbatched)
+        if lengths is not None:
+            lengths = check_lengths(lengths, batch, steps)
+        backend = backends.resolve(
+            self.backend, self._cell, self.hidden_size, x.dtype, x.device, getattr(self, "nonlinearity", "")
+        )
+        if steps == 0:
+            out = x.new_zeros(0, batch, self._directions * self.hidden_size)
+            h_n, c_n = h0, c0
+        elif backend == "cudnn":
+            out, h_n, c_n = self._run_torch_nn(x, h0, c0, lengths)
+        else:
+            out, h_n, c_n = self._run_stack(backends.recurrences(backend), x, h0, c0, lengths)
+        if self.batch_first:
+            out = out.transpose(0, 1)
+        if unbatched:
+            out, h_n = out.squeeze(1 if not self.batch_first else 0), h_n.squeeze(1)
+            c_n = c_n.squeeze(1) if c_n is not None else None
+        return out, ((h_n, c_n) if self._cell == "lstm" else h_n)
+
+    @property
+    def _directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def _initial_states(self, hx, x, unbatched):
+        """(L*D, B, H) h0 (and c0 for LSTM), zeros when hx is None."""
+        expected = (self.num_layers * self._directions, x.shape[1], self.hidden_size)
+        shown = expected[:1] + expected[2:] if unbatched else expected
+        if hx is None:
+            zeros = x.new_zeros(expected)
+            return zeros, (zeros if self._cell == "lstm" else None)
+        if self._cell == "lstm":
+            if not isinstance(hx, tuple | list) or len(hx) != 2:
+                raise TypeError("hx for an LSTM must be a tuple (h0, c0)")
+            states = hx
+        else:
+            if isinstance(hx, tuple | list):
+                raise TypeError(f"hx for a {type(self).__name__} must be a tensor h0, not a tuple")
+            states = (hx,)
+        for name, state in zip(("h0", "c0"), states, strict=False):
+            check_state(name, state, shown, x, unbatched)
+        states = [s.unsqueeze(1) if unbatched else s for s in states]
+        return states[0], (states[1] if self._cell == "lstm" else None)
+
+    def _weights(self, layer: int, direction: int):
+        suffix = f"_l{layer}" + ("_reverse" if direction else "")
+        w_ih = getattr(self, "weight_ih" + suffix)
+        w_hh = getattr(self, "weight_hh" + suffix)
+        b_ih = getattr(self, "bias_ih" + suffix) if self.bias else None
+        b_hh = getattr(self, "bias_hh" + suffix) if self.bias else None
+        return w_ih, w_hh, b_ih, b_hh
+
+    def _run_stack(self, impl, x, h0, c0, lengths):
+        """Layers and directions on one of the recurrence implementations. x: (T, B, I) time-major."""
+        dtype = _compute_dtype(x)
+        layer_input = x.to(dtype)
+        h_n, c_n = [], []
+        for layer in range(self.num_layers):
+            outputs = []
+            for direction in range(self._directions):
+                index = layer * self._directions + direction
+                w_ih, w_hh, b_ih, b_hh = (
+                    None if w is None else w.to(dtype) for w in self._weights(layer, direction)
+                )
+                reverse = bool(direction)
+                h_init = h0[index].to(dtype)
+                if self._cell == "gru":
+                    gx = F.linear(layer_input, w_ih, b_ih)  # (T, B, 3H), one GEMM for all steps
+                    out, h_last = impl.gru_recurrence(gx, w_hh, b_hh, h_init, lengths, reverse)
+                else:
+                    bias = None if b_ih is None else b_ih + b_hh
+                    gx = F.linear(layer_input, w_ih, bias)  # (T, B, G*H), one GEMM for all steps
+                    if self._cell == "lstm":
+                        out, h_last, c_last = impl.lstm_recurrence(
+                            gx, w_hh, h_init, c0[index].to(dtype), lengths, reverse
+                        )
+                        c_n.append(c_last)
+                    else:
+                        out, h_last = impl.rnn_recurrence(
+                            gx, w_hh, h_init, lengths, reverse, self.nonlinearity
+                        )
+                outputs.append(out)
+                h_n.append(h_last)
+            layer_input = torch.cat(outputs, dim=2) if len(outputs) > 1 else outputs[0]  # (T, B, D*H)
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                layer_input = F.dropout(layer_input, self.dropout, training=True)
+        return layer_input, torch.stack(h_n), (torch.stack(c_n) if c_n else None)
+
+    def _run_torch_nn(self, x, h0, c0, lengths):
+        """torch.nn's own implementation, time-major in and out; lengths go through a PackedSequence."""
+        hx = (h0, c0) if self._cell == "lstm" else h0
+        batch_first, self.batch_first = self.batch_first, False
+        try:
+            if lengths is None:
+                out, state = self._torch_nn_class().forward(self, x, hx)
+            else:
+                packed = pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False)
+                packed_out, state = self._torch_nn_class().forward(self, packed, hx)
+                out, _ = pad_packed_sequence(packed_out, total_length=x.shape[0])
+        finally:
+            self.batch_first = batch_first
+        if self._cell == "lstm":
+            return out, state[0], state[1]
+        return out, state, None
+
+    def _torch_nn_class(self) -> type:
+        return next(c for c in type(self).__mro__ if c.__module__.startswith("torch.nn"))
+
+    def _forward_packed(self, packed: PackedSequence, hx):
+        """A PackedSequence runs as a padded batch with lengths, in the caller's batch order, and is packed
+        back with the input's own batch_sizes and sorting, as torch.nn returns it."""
+        padded, lengths = pad_packed_sequence(packed)  # (T, B, I), original batch order
+        batch_first, self.batch_first = self.batch_first, False
+        try:
+            out, state = self.forward(padded, hx, lengths=lengths)
+        finally:
+            self.batch_first = batch_first
+        order = packed.sorted_indices
+        if order is not None:
+            out, lengths = out.index_select(1, order), lengths[order.cpu()]
+        data = pack_padded_sequence(out, lengths, enforce_sorted=True).data
+        return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices), state
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """Under torch.autocast the recurrence runs in autocast's dtype, as torch.nn's does."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype
+
+
+class LSTM(_RecurrentLayer, nn.LSTM):
+    """torch.nn.LSTM with a ``backend`` switch, ``lengths``, and ``single_bias``. See the module docstring."""
+
+    _cell, _gates = "lstm", 4
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device=None,
+        dtype=None,
+        *,
+        backend: str = "auto",
+        single_bias: bool = False,
+    ) -> None:
+        if proj_size:
+            raise ValueError("proj_size is not supported by rnnlab.LSTM; use torch.nn.LSTM for projections")
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            device=device,
+            dtype=dtype,
+        )
+        self._setup_rnnlab(backend, single_bias)
+
+
+class GRU(_RecurrentLayer, nn.GRU):
+    """torch.nn.GRU with a ``backend`` switch, ``lengths``, and ``single_bias``. See the module docstring."""
+
+    _cell, _gates = "gru", 3
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device=None,
+        dtype=None,
+        *,
+        backend: str = "auto",
+        single_bias: bool = False,
+    ) -> None:
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            device=device,
+            dtype=dtype,
+        )
+        self._setup_rnnlab(backend, single_bias)
+
+
+class RNN(_RecurrentLayer, nn.RNN):
+    """torch.nn.RNN with ``nonlinearity`` tanh, relu or sigmoid, a ``backend`` switch, ``lengths`` and
+    ``single_bias``. See the module docstring."""
+
+    _cell, _gates = "rnn", 1
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device=None,
+        dtype=None,
+        *,
+        backend: str = "auto",
+        single_bias: bool = False,
+    ) -> None:
+        if nonlinearity not in NONLINEARITIES:
+            raise ValueError(f"nonlinearity must be one of {NONLINEARITIES}, got {nonlinearity!r}")
+        # torch.nn.RNN knows tanh and relu; a sigmoid RNN has the same parameters as a tanh one.
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            "tanh" if nonlinearity == "sigmoid" else nonlinearity,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            device=device,
+            dtype=dtype,
+        )
+        self.nonlinearity = nonlinearity
+        self._setup_rnnlab(backend, single_bias)
