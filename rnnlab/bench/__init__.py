@@ -1,0 +1,1 @@
+"""rnnlab-bench: the backends timed side by side. Entry point: ``rnnlab.bench.__main__``."""

@@ -1,0 +1,132 @@
+"""The benchmark's outputs: a printed table, a CSV, and optionally a PNG of the ratios to cudnn."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+FIELDS = [
+    "cell",
+    "batch",
+    "steps",
+    "input_size",
+    "hidden",
+    "dtype",
+    "backend",
+    "fwd_ms",
+    "fwd_bwd_ms",
+    "fwd_ratio",
+    "fwd_bwd_ratio",
+    "peak_mb",
+    "error",
+]
+
+
+def _fmt(value, digits=2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def table(results: list[dict]) -> str:
+    """One line per (row, backend): times in ms and the ratio to cudnn (< 1 is faster than cudnn)."""
+    header = [
+        "cell",
+        "B",
+        "T",
+        "I",
+        "H",
+        "dtype",
+        "backend",
+        "fwd ms",
+        "x cudnn",
+        "fwd+bwd ms",
+        "x cudnn",
+        "peak MB",
+        "error",
+    ]
+    lines = [header]
+    for r in results:
+        lines.append(
+            [
+                r["cell"],
+                str(r["batch"]),
+                str(r["steps"]),
+                str(r["input_size"]),
+                str(r["hidden"]),
+                r["dtype"],
+                r["backend"],
+                _fmt(r["fwd_ms"]),
+                _fmt(r["fwd_ratio"]),
+                _fmt(r["fwd_bwd_ms"]),
+                _fmt(r["fwd_bwd_ratio"]),
+                _fmt(r["peak_mb"], 1),
+                (r["error"] or "")[:60],
+            ]
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines]
+    text.insert(1, "-" * len(text[0]))
+    return "\n".join(text)
+
+
+def markdown(results: list[dict]) -> str:
+    head = "| cell | B | T | I | H | dtype | backend | fwd ms | ×cudnn | fwd+bwd ms | ×cudnn | peak MB |"
+    lines = [head, "|" + "---|" * 12]
+    for r in results:
+        lines.append(
+            f"| {r['cell']} | {r['batch']} | {r['steps']} | {r['input_size']} | {r['hidden']} | {r['dtype']} | "
+            f"{r['backend']} | {_fmt(r['fwd_ms'])} | {_fmt(r['fwd_ratio'])} | {_fmt(r['fwd_bwd_ms'])} | "
+            f"{_fmt(r['fwd_bwd_ratio'])} | {_fmt(r['peak_mb'], 1)} |"
+        )
+    return "\n".join(lines)
+
+
+def write_csv(results: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        writer.writeheader()
+        for r in results:
+            writer.writerow({k: r.get(k) for k in FIELDS})
+
+
+def plot(results: list[dict], path: Path, title: str) -> None:
+    """Grouped bars: each row's fwd+bwd time relative to cudnn, one bar per non-cudnn backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = []
+    for r in results:
+        label = f"{r['cell']} {r['batch']}x{r['steps']}x{r['input_size']}x{r['hidden']} {r['dtype']}"
+        if label not in labels:
+            labels.append(label)
+    backends = [b for b in dict.fromkeys(r["backend"] for r in results) if b != "cudnn"]
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(labels) + 2), 4.5))
+    width = 0.8 / max(1, len(backends))
+    for k, backend in enumerate(backends):
+        ratios = []
+        for label in labels:
+            match = [
+                r
+                for r in results
+                if r["backend"] == backend
+                and f"{r['cell']} {r['batch']}x{r['steps']}x{r['input_size']}x{r['hidden']} {r['dtype']}"
+                == label
+            ]
+            ratio = match[0]["fwd_bwd_ratio"] if match else None
+            ratios.append(ratio if ratio is not None and not math.isnan(ratio) else 0.0)
+        ax.bar([i + k * width for i in range(len(labels))], ratios, width, label=backend)
+    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--", label="cudnn (torch.nn)")
+    ax.set_xticks([i + width * (len(backends) - 1) / 2 for i in range(len(labels))])
+    ax.set_xticklabels(labels, rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel("forward+backward time / cudnn's")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
