@@ -76,8 +76,8 @@ def markdown(results: list[dict]) -> str:
     lines = [head, "|" + "---|" * 12]
     for r in results:
         lines.append(
-            f"| {r['cell']} | {r['batch']} | {r['steps']} | {r['input_size']} | {r['hidden']} | {r['dtype']} | "
-            f"{r['backend']} | {_fmt(r['fwd_ms'])} | {_fmt(r['fwd_ratio'])} | {_fmt(r['fwd_bwd_ms'])} | "
+            f"| {r['cell']} | {r['batch']} | {r['steps']} | {r['input_size']} | {r['hidden']} | "
+            f"{r['dtype']} | {r['backend']} | {_fmt(r['fwd_ms'])} | {_fmt(r['fwd_ratio'])} | {_fmt(r['fwd_bwd_ms'])} | "
             f"{_fmt(r['fwd_bwd_ratio'])} | {_fmt(r['peak_mb'], 1)} |"
         )
     return "\n".join(lines)
