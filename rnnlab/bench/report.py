@@ -75,11 +75,21 @@ def markdown(results: list[dict]) -> str:
     head = "| cell | B | T | I | H | dtype | backend | fwd ms | ×cudnn | fwd+bwd ms | ×cudnn | peak MB |"
     lines = [head, "|" + "---|" * 12]
     for r in results:
-        lines.append(
-            f"| {r['cell']} | {r['batch']} | {r['steps']} | {r['input_size']} | {r['hidden']} | "
-            f"{r['dtype']} | {r['backend']} | {_fmt(r['fwd_ms'])} | {_fmt(r['fwd_ratio'])} | {_fmt(r['fwd_bwd_ms'])} | "
-            f"{_fmt(r['fwd_bwd_ratio'])} | {_fmt(r['peak_mb'], 1)} |"
-        )
+        values = [
+            r["cell"],
+            r["batch"],
+            r["steps"],
+            r["input_size"],
+            r["hidden"],
+            r["dtype"],
+            r["backend"],
+            _fmt(r["fwd_ms"]),
+            _fmt(r["fwd_ratio"]),
+            _fmt(r["fwd_bwd_ms"]),
+            _fmt(r["fwd_bwd_ratio"]),
+            _fmt(r["peak_mb"], 1),
+        ]
+        lines.append("| " + " | ".join(str(v) for v in values) + " |")
     return "\n".join(lines)
 
 
