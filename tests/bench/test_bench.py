@@ -1,0 +1,75 @@
+"""rnnlab-bench runs end to end on a tiny grid: a table, a CSV, a PNG, and a failing backend reported in its
+row while the run goes on. (Speed itself is never asserted: it is measured, in experiments/.)"""
+
+import csv
+
+import pytest
+
+from rnnlab.bench import __main__ as bench
+from rnnlab.bench import grid as grid_module
+from rnnlab.bench.grid import Row
+
+
+@pytest.fixture
+def tiny_grid(monkeypatch):
+    rows = [Row("lstm", 2, 5, 3, 4, "fp32"), Row("rnn", 1, 3, 2, 5, "fp32")]
+    monkeypatch.setattr(bench, "grid", lambda *args, **kwargs: rows)
+    return rows
+
+
+def test_bench_writes_table_csv_and_plot(tiny_grid, tmp_path, capsys):
+    out_csv, out_png = tmp_path / "b.csv", tmp_path / "b.png"
+    code = bench.main(["--device", "cpu", "--reps", "1", "--backends", "reference", "loop",
+                       "--csv", str(out_csv), "--plot", str(out_png)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "x cudnn" in printed and "reference" in printed and "loop" in printed
+    with out_csv.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["cell"], r["backend"]) for r in rows] == [
+        ("lstm", "cudnn"), ("lstm", "reference"), ("lstm", "loop"),
+        ("rnn", "cudnn"), ("rnn", "reference"), ("rnn", "loop"),
+    ]
+    for r in rows:
+        assert float(r["fwd_ms"]) > 0 and float(r["fwd_bwd_ms"]) > 0 and not r["error"]
+        if r["backend"] == "cudnn":
+            assert float(r["fwd_ratio"]) == 1.0
+    assert out_png.stat().st_size > 1000
+
+
+def test_a_failing_backend_is_reported_in_its_row_and_the_run_goes_on(tiny_grid, tmp_path, monkeypatch):
+    from rnnlab.bench import measure
+
+    real_runner = measure._runner
+
+    def flaky_runner(layer, backend):
+        if backend == "reference" and layer._cell == "lstm":
+            def fail(x):
+                raise RuntimeError("boom on purpose")
+            return fail
+        return real_runner(layer, backend)
+
+    monkeypatch.setattr(measure, "_runner", flaky_runner)
+    out_csv = tmp_path / "b.csv"
+    assert bench.main(["--device", "cpu", "--reps", "1", "--backends", "reference", "--csv", str(out_csv)]) == 0
+    with out_csv.open() as handle:
+        rows = {(r["cell"], r["backend"]): r for r in csv.DictReader(handle)}
+    assert "boom on purpose" in rows[("lstm", "reference")]["error"]
+    assert rows[("lstm", "reference")]["fwd_ms"] == "nan"
+    assert not rows[("rnn", "reference")]["error"] and float(rows[("rnn", "reference")]["fwd_ms"]) > 0
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(SystemExit):
+        bench.main(["--device", "cuda"])
+    assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_quick_grids_hold_the_target_shapes():
+    rows = grid_module.grid("cpu", True, ["lstm", "gru", "rnn"], None)
+    assert {(r.batch, r.steps, r.input_size, r.hidden) for r in rows} == set(grid_module.CPU_SHAPES)
+    assert len(grid_module.grid("cuda", False, ["lstm", "gru", "rnn"], None)) == 10 * 3
