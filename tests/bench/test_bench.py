@@ -19,16 +19,33 @@ def tiny_grid(monkeypatch):
 
 def test_bench_writes_table_csv_and_plot(tiny_grid, tmp_path, capsys):
     out_csv, out_png = tmp_path / "b.csv", tmp_path / "b.png"
-    code = bench.main(["--device", "cpu", "--reps", "1", "--backends", "reference", "loop",
-                       "--csv", str(out_csv), "--plot", str(out_png)])
+    code = bench.main(
+        [
+            "--device",
+            "cpu",
+            "--reps",
+            "1",
+            "--backends",
+            "reference",
+            "loop",
+            "--csv",
+            str(out_csv),
+            "--plot",
+            str(out_png),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "x cudnn" in printed and "reference" in printed and "loop" in printed
     with out_csv.open() as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["cell"], r["backend"]) for r in rows] == [
-        ("lstm", "cudnn"), ("lstm", "reference"), ("lstm", "loop"),
-        ("rnn", "cudnn"), ("rnn", "reference"), ("rnn", "loop"),
+        ("lstm", "cudnn"),
+        ("lstm", "reference"),
+        ("lstm", "loop"),
+        ("rnn", "cudnn"),
+        ("rnn", "reference"),
+        ("rnn", "loop"),
     ]
     for r in rows:
         assert float(r["fwd_ms"]) > 0 and float(r["fwd_bwd_ms"]) > 0 and not r["error"]
@@ -44,14 +61,17 @@ def test_a_failing_backend_is_reported_in_its_row_and_the_run_goes_on(tiny_grid,
 
     def flaky_runner(layer, backend):
         if backend == "reference" and layer._cell == "lstm":
+
             def fail(x):
                 raise RuntimeError("boom on purpose")
+
             return fail
         return real_runner(layer, backend)
 
     monkeypatch.setattr(measure, "_runner", flaky_runner)
     out_csv = tmp_path / "b.csv"
-    assert bench.main(["--device", "cpu", "--reps", "1", "--backends", "reference", "--csv", str(out_csv)]) == 0
+    args = ["--device", "cpu", "--reps", "1", "--backends", "reference", "--csv", str(out_csv)]
+    assert bench.main(args) == 0
     with out_csv.open() as handle:
         rows = {(r["cell"], r["backend"]): r for r in csv.DictReader(handle)}
     assert "boom on purpose" in rows[("lstm", "reference")]["error"]
