@@ -28,6 +28,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from . import backends
 from .reference import NONLINEARITIES
+from .reference.matmul import project_inputs
 from .validation import check_input, check_lengths, check_state
 
 
@@ -150,11 +151,11 @@ class _RecurrentLayer:
                 reverse = bool(direction)
                 h_init = h0[index].to(dtype)
                 if self._cell == "gru":
-                    gx = F.linear(layer_input, w_ih, b_ih)  # (T, B, 3H), one GEMM for all steps
+                    gx = project_inputs(layer_input, w_ih, b_ih)  # (T, B, 3H), one GEMM for all steps
                     out, h_last = impl.gru_recurrence(gx, w_hh, b_hh, h_init, lengths, reverse)
                 else:
                     bias = None if b_ih is None else b_ih + b_hh
-                    gx = F.linear(layer_input, w_ih, bias)  # (T, B, G*H), one GEMM for all steps
+                    gx = project_inputs(layer_input, w_ih, bias)  # (T, B, G*H), one GEMM for all steps
                     if self._cell == "lstm":
                         out, h_last, c_last = impl.lstm_recurrence(
                             gx, w_hh, h_init, c0[index].to(dtype), lengths, reverse

@@ -5,59 +5,56 @@
     h_t  = (1 - z) * n + z * h_{t-1}
 
 Every gate gradient of step t is dh_t times a factor known from the forward pass alone, so the backward
-loop only forms dh_t: one product with W_hh and two small ops per step. The input-gate gradients, dW_hh and
+loop only forms dh_t: one product with W_hh and three small ops per step. The input-gate gradients, dW_hh and
 db_hh are whole-sequence ops after the loop.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from .common import masked, previous_states, to_processing_order, validity_mask, zeros_if_none
 from .matmul import StepMatmul
 
 
 def _forward_loop(gx, w_hh, b_hh, h0, mask):
+    """Processing-order loop, writing into preallocated buffers (stacking T small tensors is slow).
+    Returns the r, z gates (T,B,2H), n (T,B,H) and the states (T,B,H)."""
     steps, batch, three_h = gx.shape
     hidden = three_h // 3
     step = StepMatmul(w_hh, batch)
-    rzs, ns, ghns, states = [], [], [], []
+    rzs = gx.new_empty(steps, batch, 2 * hidden)
+    ns = gx.new_empty(steps, batch, hidden)
+    states = gx.new_empty(steps, batch, hidden)
     h = h0
     for t, gx_t in enumerate(gx.unbind(0)):
         gh = step(h, b_hh)  # (B, 3H)
-        rz = torch.add(gx_t[:, : 2 * hidden], gh[:, : 2 * hidden]).sigmoid_()
+        rz = torch.add(gx_t[:, : 2 * hidden], gh[:, : 2 * hidden], out=rzs[t]).sigmoid_()
         r, z = rz.chunk(2, 1)
-        gh_n = gh[:, 2 * hidden :]
-        n = torch.addcmul(gx_t[:, 2 * hidden :], r, gh_n).tanh_()
-        h_new = torch.addcmul(n, z, h - n)
-        if mask is not None:
-            h_new = torch.where(mask[t], h_new, h)
-        h = h_new
-        rzs.append(rz)
-        ns.append(n)
-        ghns.append(gh_n)
-        states.append(h)
-    if steps == 0:
-        empty = gx.new_empty(0, batch, hidden)
-        return gx.new_empty(0, batch, 2 * hidden), empty, empty, empty
-    return torch.stack(rzs), torch.stack(ns), torch.stack(ghns), torch.stack(states)
+        n = torch.addcmul(gx_t[:, 2 * hidden :], r, gh[:, 2 * hidden :], out=ns[t]).tanh_()
+        if mask is None:
+            h = torch.addcmul(n, z, h - n, out=states[t])
+        else:
+            h = torch.where(mask[t], torch.addcmul(n, z, h - n), h, out=states[t])
+    return rzs, ns, states
 
 
 class GRURecurrence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, gx, w_hh, b_hh, h0, mask, reverse):
         gx_p, mask_p = to_processing_order(gx, reverse), to_processing_order(mask, reverse)
-        rz, n, gh_n, states = _forward_loop(gx_p, w_hh, b_hh, h0, mask_p)
+        rz, n, states = _forward_loop(gx_p, w_hh, b_hh, h0, mask_p)
         out = masked(states, mask_p)
         h_n = states[-1] if states.shape[0] else h0
         ctx.reverse = reverse
         ctx.has_bias = b_hh is not None
-        ctx.save_for_backward(rz, n, gh_n, states, w_hh, h0, mask_p)
+        ctx.save_for_backward(rz, n, states, w_hh, b_hh, h0, mask_p)
         return to_processing_order(out, reverse), h_n.clone()
 
     @staticmethod
     def backward(ctx, d_out, d_hn):
-        rz, n, gh_n, states, w_hh, h0, mask = ctx.saved_tensors
+        rz, n, states, w_hh, b_hh, h0, mask = ctx.saved_tensors
         steps, batch, hidden = n.shape
         d_hn = zeros_if_none(d_hn, h0)
         d_b_hh = w_hh.new_zeros(3 * hidden) if ctx.has_bias else None
@@ -67,6 +64,8 @@ class GRURecurrence(torch.autograd.Function):
 
         r, z = rz.chunk(2, dim=2)
         h_prev = previous_states(h0, states)
+        # W_hn h_{t-1} + b_hn for every step: one GEMM here rather than a copy per step in the forward loop
+        gh_n = F.linear(h_prev, w_hh[2 * hidden :], None if b_hh is None else b_hh[2 * hidden :])
         k_n = (1 - z) * (1 - n * n)  # d n_pre / d h_t
         k_z = (h_prev - n) * z * (1 - z)
         k_r = k_n * gh_n * r * (1 - r)
@@ -79,16 +78,16 @@ class GRURecurrence(torch.autograd.Function):
 
         step = StepMatmul(w_hh.t(), batch)  # dgh_t @ W_hh
         d_gh = n.new_empty(steps, batch, 3, hidden)
-        d_h = []  # dh_t for every step, in reverse order
+        d_gx = n.new_empty(steps, batch, 3, hidden)
         dh = d_out[-1] + d_hn
         for t in range(steps - 1, -1, -1):
-            d_h.append(dh)
-            torch.mul(dh.unsqueeze(1), k_h[t], out=d_gh[t])
+            dh_ = dh.unsqueeze(1)
+            torch.mul(dh_, k_x[t], out=d_gx[t])
+            torch.mul(dh_, k_h[t], out=d_gh[t])
             direct = torch.addcmul(d_out[t - 1], dh, carry[t]) if t > 0 else dh * carry[0]
             dh = step(d_gh[t].view(batch, 3 * hidden), direct)
 
-        d_h = torch.stack(d_h[::-1])  # (T, B, H)
-        d_gx = (d_h.unsqueeze(2) * k_x).view(steps, batch, 3 * hidden)
+        d_gx = d_gx.view(steps, batch, 3 * hidden)
         d_gh = d_gh.view(steps, batch, 3 * hidden)
         d_w_hh = d_gh.reshape(-1, 3 * hidden).t() @ h_prev.reshape(-1, hidden)  # (3H, H), one GEMM
         if ctx.has_bias:

@@ -19,31 +19,38 @@ from .matmul import StepMatmul
 
 
 def _forward_loop(gx, w_hh, h0, c0, mask):
-    """Processing-order loop. Returns post-activation gates (T,B,4H), cell states and hidden states."""
+    """Processing-order loop. Returns post-activation gates (T,B,4H), cell states and hidden states.
+
+    Every step writes straight into the preallocated buffers (``out=``): stacking T small tensors
+    afterwards costs as much as the gate math itself on the CPU.
+    """
     steps, batch, four_h = gx.shape
     hidden = four_h // 4
     step = StepMatmul(w_hh, batch)
-    gates, cells, states = [], [], []
+    gates = gx.new_empty(steps, batch, 4, hidden)
+    cells = gx.new_empty(steps, batch, hidden)
+    states = gx.new_empty(steps, batch, hidden)
+    # per-step views, made once (indexing inside the loop costs a call per tensor per step)
+    i_s, f_s, g_s, o_s = (gates[:, :, k].unbind(0) for k in range(4))
+    if_s = gates[:, :, :2].unbind(0)
+    cell_s, state_s = cells.unbind(0), states.unbind(0)
+    mask_s = mask.unbind(0) if mask is not None else None
     h, c = h0, c0
     for t, gx_t in enumerate(gx.unbind(0)):
-        g = step(h, gx_t)  # (B, 4H) pre-activations
-        g[:, : 2 * hidden].sigmoid_()
-        g[:, 2 * hidden : 3 * hidden].tanh_()
-        g[:, 3 * hidden :].sigmoid_()
-        i, f, gg, o = g.chunk(4, 1)
-        c_new = torch.addcmul(f * c, i, gg)
-        h_new = o * c_new.tanh()
-        if mask is not None:
-            c_new = torch.where(mask[t], c_new, c)
-            h_new = torch.where(mask[t], h_new, h)
-        h, c = h_new, c_new
-        gates.append(g)
-        cells.append(c)
-        states.append(h)
-    if steps == 0:
-        empty = gx.new_empty(0, batch, hidden)
-        return gx.new_empty(0, batch, four_h), empty, empty
-    return torch.stack(gates), torch.stack(cells), torch.stack(states)
+        pre = step(h, gx_t).view(batch, 4, hidden)  # pre-activations
+        torch.sigmoid(pre[:, :2], out=if_s[t])
+        torch.tanh(pre[:, 2], out=g_s[t])
+        torch.sigmoid(pre[:, 3], out=o_s[t])
+        if mask is None:
+            c = torch.addcmul(f_s[t] * c, i_s[t], g_s[t], out=cell_s[t])
+            h = torch.mul(o_s[t], c.tanh(), out=state_s[t])
+        else:
+            c_new = torch.addcmul(f_s[t] * c, i_s[t], g_s[t])
+            h_new = o_s[t] * c_new.tanh()
+            c = torch.where(mask_s[t], c_new, c, out=cell_s[t])
+            h = torch.where(mask_s[t], h_new, h, out=state_s[t])
+    gates = gates.view(steps, batch, four_h)
+    return gates, cells, states
 
 
 class LSTMRecurrence(torch.autograd.Function):
@@ -84,18 +91,23 @@ class LSTMRecurrence(torch.autograd.Function):
 
         step = StepMatmul(w_hh.t(), batch)  # dG_t @ W_hh
         d_gates = gates.new_empty(steps, batch, 4, hidden)
+        # per-step views, made once
+        a_s, carry_s, k_ifg_s, k_o_s, d_out_s = (v.unbind(0) for v in (a, carry, k_ifg, k_o, d_out))
+        d_ifg_s, d_o_s = d_gates[:, :, :3].unbind(0), d_gates[:, :, 3].unbind(0)
+        d_flat_s = d_gates.view(steps, batch, four_h).unbind(0)
+        keep_s = passthrough.unbind(0) if mask is not None else None
         dh = d_out[-1] + d_hn
         dc = d_cn
         for t in range(steps - 1, -1, -1):
-            dc = torch.addcmul(dc, dh, a[t])
-            torch.mul(dc.unsqueeze(1), k_ifg[t], out=d_gates[t, :, :3])
-            torch.mul(dh, k_o[t], out=d_gates[t, :, 3])
-            dc = dc * carry[t]
-            addend = d_out[t - 1] if t > 0 else None
+            dc = torch.addcmul(dc, dh, a_s[t])
+            torch.mul(dc.unsqueeze(1), k_ifg_s[t], out=d_ifg_s[t])
+            torch.mul(dh, k_o_s[t], out=d_o_s[t])
+            dc = dc * carry_s[t]
+            addend = d_out_s[t - 1] if t > 0 else None
             if mask is not None:
-                kept = dh * passthrough[t]
+                kept = dh * keep_s[t]
                 addend = kept if addend is None else addend + kept
-            dh = step(d_gates[t].view(batch, four_h), addend)
+            dh = step(d_flat_s[t], addend)
 
         d_gates = d_gates.view(steps, batch, four_h)
         h_prev = previous_states(h0, states)

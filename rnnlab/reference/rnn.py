@@ -13,7 +13,13 @@ from .matmul import StepMatmul
 
 NONLINEARITIES = ("tanh", "relu", "sigmoid")
 
-_ACTIVATE_ = {"tanh": torch.Tensor.tanh_, "relu": torch.Tensor.relu_, "sigmoid": torch.Tensor.sigmoid_}
+
+
+def _relu(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    return torch.clamp_min(x, 0, out=out)  # torch.relu has no out=; clamp_min keeps NaN as relu does
+
+
+_ACTIVATE = {"tanh": torch.tanh, "relu": _relu, "sigmoid": torch.sigmoid}
 
 
 def _derivative_from_output(h: torch.Tensor, nonlinearity: str) -> torch.Tensor:
@@ -27,16 +33,15 @@ def _derivative_from_output(h: torch.Tensor, nonlinearity: str) -> torch.Tensor:
 def _forward_loop(gx, w_hh, h0, mask, nonlinearity):
     steps, batch, hidden = gx.shape
     step = StepMatmul(w_hh, batch)
-    activate_ = _ACTIVATE_[nonlinearity]
-    states = []
+    activate = _ACTIVATE[nonlinearity]
+    states = gx.new_empty(steps, batch, hidden)  # written in place: stacking T tensors is slow
     h = h0
     for t, gx_t in enumerate(gx.unbind(0)):
-        h_new = activate_(step(h, gx_t))
-        h = h_new if mask is None else torch.where(mask[t], h_new, h)
-        states.append(h)
-    if steps == 0:
-        return gx.new_empty(0, batch, hidden)
-    return torch.stack(states)
+        if mask is None:
+            h = activate(step(h, gx_t), out=states[t])
+        else:
+            h = torch.where(mask[t], activate(step(h, gx_t)), h, out=states[t])
+    return states
 
 
 class RNNRecurrence(torch.autograd.Function):
