@@ -53,3 +53,16 @@ def masked(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 
 def zeros_if_none(grad: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
     return torch.zeros_like(like) if grad is None else grad
+
+
+def tanh(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """tanh(x), as 2 sigmoid(2x) - 1 on the CPU.
+
+    On the CPUs measured here ATen's tanh is 4-9x slower than its sigmoid (69 against 8 us for 64 x 512
+    floats), and it splits even a few thousand elements across threads, which costs milliseconds per call
+    when another process holds the other core. The identity is exact in real arithmetic; in fp32 it differs
+    from tanh by about one unit in the last place of 1. Elsewhere (CUDA) torch.tanh is used as it is.
+    """
+    if x.device.type != "cpu":
+        return torch.tanh(x, out=out)
+    return torch.sigmoid(x * 2, out=out).mul_(2).sub_(1)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .common import masked, previous_states, to_processing_order, validity_mask, zeros_if_none
+from .common import masked, previous_states, tanh, to_processing_order, validity_mask, zeros_if_none
 from .matmul import StepMatmul
 
 
@@ -32,7 +32,7 @@ def _forward_loop(gx, w_hh, b_hh, h0, mask):
         gh = step(h, b_hh)  # (B, 3H)
         rz = torch.add(gx_t[:, : 2 * hidden], gh[:, : 2 * hidden], out=rzs[t]).sigmoid_()
         r, z = rz.chunk(2, 1)
-        n = torch.addcmul(gx_t[:, 2 * hidden :], r, gh[:, 2 * hidden :], out=ns[t]).tanh_()
+        n = tanh(torch.addcmul(gx_t[:, 2 * hidden :], r, gh[:, 2 * hidden :]), out=ns[t])
         if mask is None:
             h = torch.addcmul(n, z, h - n, out=states[t])
         else:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .common import masked, previous_states, to_processing_order, validity_mask, zeros_if_none
+from .common import masked, previous_states, tanh, to_processing_order, validity_mask, zeros_if_none
 from .matmul import StepMatmul
 
 
@@ -39,14 +39,14 @@ def _forward_loop(gx, w_hh, h0, c0, mask):
     for t, gx_t in enumerate(gx.unbind(0)):
         pre = step(h, gx_t).view(batch, 4, hidden)  # pre-activations
         torch.sigmoid(pre[:, :2], out=if_s[t])
-        torch.tanh(pre[:, 2], out=g_s[t])
+        tanh(pre[:, 2], out=g_s[t])
         torch.sigmoid(pre[:, 3], out=o_s[t])
         if mask is None:
             c = torch.addcmul(f_s[t] * c, i_s[t], g_s[t], out=cell_s[t])
-            h = torch.mul(o_s[t], c.tanh(), out=state_s[t])
+            h = torch.mul(o_s[t], tanh(c), out=state_s[t])
         else:
             c_new = torch.addcmul(f_s[t] * c, i_s[t], g_s[t])
-            h_new = o_s[t] * c_new.tanh()
+            h_new = o_s[t] * tanh(c_new)
             c = torch.where(mask_s[t], c_new, c, out=cell_s[t])
             h = torch.where(mask_s[t], h_new, h, out=state_s[t])
     gates = gates.view(steps, batch, four_h)
@@ -76,7 +76,7 @@ class LSTMRecurrence(torch.autograd.Function):
         d_out = masked(to_processing_order(zeros_if_none(d_out, states), ctx.reverse), mask)
 
         i, f, g, o = gates.view(steps, batch, 4, hidden).unbind(2)
-        tanh_c = cells.tanh()
+        tanh_c = tanh(cells)
         c_prev = previous_states(c0, cells)
         # dG_t[i, f, g] = dc_t * k_ifg,  dG_t[o] = dh_t * k_o,  dc_t += dh_t * a
         k_ifg = torch.stack([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)], dim=2)  # (T,B,3,H)

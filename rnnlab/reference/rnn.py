@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import torch
 
-from .common import masked, previous_states, to_processing_order, validity_mask, zeros_if_none
+from .common import masked, previous_states, tanh, to_processing_order, validity_mask, zeros_if_none
 from .matmul import StepMatmul
 
 NONLINEARITIES = ("tanh", "relu", "sigmoid")
-
 
 
 def _relu(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     return torch.clamp_min(x, 0, out=out)  # torch.relu has no out=; clamp_min keeps NaN as relu does
 
 
-_ACTIVATE = {"tanh": torch.tanh, "relu": _relu, "sigmoid": torch.sigmoid}
+_ACTIVATE = {"tanh": tanh, "relu": _relu, "sigmoid": torch.sigmoid}
 
 
 def _derivative_from_output(h: torch.Tensor, nonlinearity: str) -> torch.Tensor:
