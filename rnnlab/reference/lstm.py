@@ -31,22 +31,24 @@ def _forward_loop(gx, w_hh, h0, c0, mask):
     cells = gx.new_empty(steps, batch, hidden)
     states = gx.new_empty(steps, batch, hidden)
     # per-step views, made once (indexing inside the loop costs a call per tensor per step)
-    i_s, f_s, g_s, o_s = (gates[:, :, k].unbind(0) for k in range(4))
-    if_s = gates[:, :, :2].unbind(0)
+    gate_s = gates.unbind(0)
+    i_s, f_s, s_s, o_s = (gates[:, :, k].unbind(0) for k in range(4))
     cell_s, state_s = cells.unbind(0), states.unbind(0)
     mask_s = mask.unbind(0) if mask is not None else None
     h, c = h0, c0
     for t, gx_t in enumerate(gx.unbind(0)):
         pre = step(h, gx_t).view(batch, 4, hidden)  # pre-activations
-        torch.sigmoid(pre[:, :2], out=if_s[t])
-        tanh(pre[:, 2], out=g_s[t])
-        torch.sigmoid(pre[:, 3], out=o_s[t])
+        # One sigmoid for all four gates: g = tanh(x) = 2 sigmoid(2x) - 1, so the g slot holds sigmoid(2x)
+        # (see common.tanh for why not torch.tanh on the CPU).
+        pre[:, 2].mul_(2)
+        torch.sigmoid(pre, out=gate_s[t])
+        i, f, s_g, o = i_s[t], f_s[t], s_s[t], o_s[t]
         if mask is None:
-            c = torch.addcmul(f_s[t] * c, i_s[t], g_s[t], out=cell_s[t])
-            h = torch.mul(o_s[t], tanh(c), out=state_s[t])
+            c = torch.addcmul(f * c, i, s_g, value=2, out=cell_s[t]).sub_(i)  # f c + i (2 s_g - 1)
+            h = torch.mul(o, tanh(c), out=state_s[t])
         else:
-            c_new = torch.addcmul(f_s[t] * c, i_s[t], g_s[t])
-            h_new = o_s[t] * tanh(c_new)
+            c_new = torch.addcmul(f * c, i, s_g, value=2).sub_(i)
+            h_new = torch.mul(o, tanh(c_new))
             c = torch.where(mask_s[t], c_new, c, out=cell_s[t])
             h = torch.where(mask_s[t], h_new, h, out=state_s[t])
     gates = gates.view(steps, batch, four_h)
@@ -75,7 +77,8 @@ class LSTMRecurrence(torch.autograd.Function):
             return gates.new_zeros(0, batch, four_h), torch.zeros_like(w_hh), d_hn, d_cn, None, None
         d_out = masked(to_processing_order(zeros_if_none(d_out, states), ctx.reverse), mask)
 
-        i, f, g, o = gates.view(steps, batch, 4, hidden).unbind(2)
+        i, f, s_g, o = gates.view(steps, batch, 4, hidden).unbind(2)
+        g = 2 * s_g - 1  # the forward pass keeps sigmoid(2x) in the g slot
         tanh_c = tanh(cells)
         c_prev = previous_states(c0, cells)
         # dG_t[i, f, g] = dc_t * k_ifg,  dG_t[o] = dh_t * k_o,  dc_t += dh_t * a
