@@ -73,3 +73,15 @@ def recurrences(backend: str) -> ModuleType:
     if backend == "triton":
         return importlib.import_module("rnnlab.kernels")
     return importlib.import_module("rnnlab.reference")
+
+
+class BackendSwitch:
+    """Mixin for modules with a ``backend`` attribute, checked when it is assigned."""
+
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    @backend.setter
+    def backend(self, value: str) -> None:
+        self._backend = check_backend_name(value)

@@ -15,16 +15,8 @@ from . import backends
 from .reference import NONLINEARITIES
 
 
-class _Cell:
+class _Cell(backends.BackendSwitch):
     _cell: str
-
-    @property
-    def backend(self) -> str:
-        return self._backend
-
-    @backend.setter
-    def backend(self, value: str) -> None:
-        self._backend = backends.check_backend_name(value)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", backend={self.backend!r}"

@@ -32,7 +32,7 @@ from .reference.matmul import project_inputs
 from .validation import check_input, check_lengths, check_state
 
 
-class _RecurrentLayer:
+class _RecurrentLayer(backends.BackendSwitch):
     """The behaviour shared by RNN, LSTM and GRU; mixed in before the torch.nn class."""
 
     _cell: str  # "lstm" | "gru" | "rnn"
@@ -51,15 +51,6 @@ class _RecurrentLayer:
                 delattr(self, name)
                 self.register_buffer(name, zeros, persistent=False)
             self._init_flat_weights()
-
-    # -- backend, validated on assignment ------------------------------------------------------------
-    @property
-    def backend(self) -> str:
-        return self._backend
-
-    @backend.setter
-    def backend(self, value: str) -> None:
-        self._backend = backends.check_backend_name(value)
 
     def extra_repr(self) -> str:
         text = super().extra_repr()

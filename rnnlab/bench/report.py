@@ -29,67 +29,33 @@ def _fmt(value, digits=2) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+COLUMNS = ["cell", "B", "T", "I", "H", "dtype", "backend"]
+COLUMNS += ["fwd ms", "x cudnn", "fwd+bwd ms", "x cudnn", "peak MB"]
+
+
+def _values(r: dict) -> list[str]:
+    """One result as the strings of COLUMNS."""
+    shape = [str(r[k]) for k in ("cell", "batch", "steps", "input_size", "hidden", "dtype", "backend")]
+    timings = [_fmt(r[k]) for k in ("fwd_ms", "fwd_ratio", "fwd_bwd_ms", "fwd_bwd_ratio")]
+    return shape + timings + [_fmt(r["peak_mb"], 1)]
+
+
+def _label(r: dict) -> str:
+    return f"{r['cell']} {r['batch']}x{r['steps']}x{r['input_size']}x{r['hidden']} {r['dtype']}"
+
+
 def table(results: list[dict]) -> str:
     """One line per (row, backend): times in ms and the ratio to cudnn (< 1 is faster than cudnn)."""
-    header = [
-        "cell",
-        "B",
-        "T",
-        "I",
-        "H",
-        "dtype",
-        "backend",
-        "fwd ms",
-        "x cudnn",
-        "fwd+bwd ms",
-        "x cudnn",
-        "peak MB",
-        "error",
-    ]
-    lines = [header]
-    for r in results:
-        lines.append(
-            [
-                r["cell"],
-                str(r["batch"]),
-                str(r["steps"]),
-                str(r["input_size"]),
-                str(r["hidden"]),
-                r["dtype"],
-                r["backend"],
-                _fmt(r["fwd_ms"]),
-                _fmt(r["fwd_ratio"]),
-                _fmt(r["fwd_bwd_ms"]),
-                _fmt(r["fwd_bwd_ratio"]),
-                _fmt(r["peak_mb"], 1),
-                (r["error"] or "")[:60],
-            ]
-        )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    lines = [[*COLUMNS, "error"]] + [[*_values(r), (r["error"] or "")[:60]] for r in results]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines]
     text.insert(1, "-" * len(text[0]))
     return "\n".join(text)
 
 
 def markdown(results: list[dict]) -> str:
-    head = "| cell | B | T | I | H | dtype | backend | fwd ms | ×cudnn | fwd+bwd ms | ×cudnn | peak MB |"
-    lines = [head, "|" + "---|" * 12]
-    for r in results:
-        values = [
-            r["cell"],
-            r["batch"],
-            r["steps"],
-            r["input_size"],
-            r["hidden"],
-            r["dtype"],
-            r["backend"],
-            _fmt(r["fwd_ms"]),
-            _fmt(r["fwd_ratio"]),
-            _fmt(r["fwd_bwd_ms"]),
-            _fmt(r["fwd_bwd_ratio"]),
-            _fmt(r["peak_mb"], 1),
-        ]
-        lines.append("| " + " | ".join(str(v) for v in values) + " |")
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_values(r)) + " |" for r in results]
     return "\n".join(lines)
 
 
@@ -109,24 +75,14 @@ def plot(results: list[dict], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = []
-    for r in results:
-        label = f"{r['cell']} {r['batch']}x{r['steps']}x{r['input_size']}x{r['hidden']} {r['dtype']}"
-        if label not in labels:
-            labels.append(label)
+    labels = list(dict.fromkeys(_label(r) for r in results))
     backends = [b for b in dict.fromkeys(r["backend"] for r in results) if b != "cudnn"]
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(labels) + 2), 4.5))
     width = 0.8 / max(1, len(backends))
     for k, backend in enumerate(backends):
         ratios = []
         for label in labels:
-            match = [
-                r
-                for r in results
-                if r["backend"] == backend
-                and f"{r['cell']} {r['batch']}x{r['steps']}x{r['input_size']}x{r['hidden']} {r['dtype']}"
-                == label
-            ]
+            match = [r for r in results if r["backend"] == backend and _label(r) == label]
             ratio = match[0]["fwd_bwd_ratio"] if match else None
             ratios.append(ratio if ratio is not None and not math.isnan(ratio) else 0.0)
         ax.bar([i + k * width for i in range(len(labels))], ratios, width, label=backend)
