@@ -1,0 +1,369 @@
+"""Fused GRU recurrence with torch.nn/cuDNN semantics: the reset gate multiplies (W_hn h + b_hn).
+
+Same math and conventions as ``rnnlab.reference.gru``:
+
+    r, z = sigmoid(gx_{r,z} + h_{t-1} @ W_h{r,z}.T + b_h{r,z})
+    n    = tanh(gx_n + r * (h_{t-1} @ W_hn.T + b_hn))
+    h_t  = n + z * (h_{t-1} - n)
+
+Saved for backward: r, z, n and gh_n = h_{t-1} @ W_hn.T + b_hn, as one (T, B, 4H) tensor in the input dtype,
+and ``out``. The backward kernel produces d gx (T, B, 3H), the hidden-side n gradient d gh_n = d gx_n * r
+(T, B, H) (the r, z parts are the same on both sides) and dh0; dW_hh and db_hh are GEMMs/sums afterwards.
+Block layout and the two paths: see ``kernels/common.py``.
+"""
+
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from . import common
+from .device import dot, load_w_tile, load_wt_tile, sigmoid, step_validity, tanh, time_index
+
+
+@triton.jit
+def _gru_fwd_cell(
+    gx, b, out, saved, t, B, H, rows, cols, acc_r, acc_z, acc_n, h_prev, valid,
+    HAS_BIAS: tl.constexpr, SAVE: tl.constexpr,
+):  # fmt: skip
+    """Gate math of one (BLOCK_B, BLOCK_N) tile at time t given h_{t-1} @ W^T per gate; stores out[t] (and
+    r, z, n, gh_n when SAVE). Returns the new fp32 h, frozen where the step is not valid."""
+    mask = (rows < B)[:, None] & (cols < H)[None, :]
+    row = t.to(tl.int64) * B + rows[:, None]  # (BLOCK_B, 1) index of (t, b)
+    x_off = row * 3 * H + cols[None, :]
+    if HAS_BIAS:
+        acc_r += tl.load(b + cols, mask=cols < H, other=0.0).to(tl.float32)[None, :]
+        acc_z += tl.load(b + H + cols, mask=cols < H, other=0.0).to(tl.float32)[None, :]
+        acc_n += tl.load(b + 2 * H + cols, mask=cols < H, other=0.0).to(tl.float32)[None, :]
+    r = sigmoid(acc_r + tl.load(gx + x_off, mask=mask, other=0.0).to(tl.float32))
+    z = sigmoid(acc_z + tl.load(gx + x_off + H, mask=mask, other=0.0).to(tl.float32))
+    n = tanh(tl.load(gx + x_off + 2 * H, mask=mask, other=0.0).to(tl.float32) + r * acc_n)
+    h = tl.where(valid, n + z * (h_prev - n), h_prev)
+    tl.store(out + row * H + cols[None, :], tl.where(valid, h, 0.0).to(out.dtype.element_ty), mask=mask)
+    if SAVE:
+        dt = saved.dtype.element_ty
+        s_off = row * 4 * H + cols[None, :]
+        tl.store(saved + s_off, r.to(dt), mask=mask)
+        tl.store(saved + s_off + H, z.to(dt), mask=mask)
+        tl.store(saved + s_off + 2 * H, n.to(dt), mask=mask)
+        tl.store(saved + s_off + 3 * H, acc_n.to(dt), mask=mask)
+    return h
+
+
+@triton.jit(do_not_specialize=["T"])
+def _gru_fwd_kernel(
+    gx, w, b, lengths, out, saved, h_buf, T, B, H,
+    HAS_BIAS: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, SAVE: tl.constexpr,
+    ON_CHIP: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
+):  # fmt: skip
+    # h_buf (2, B, H) fp32: h0 in slot 0; step s reads slot s % 2 and writes the other (tiled path); the
+    # final h lands in slot T % 2.
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    row_mask = rows < B
+    dt = w.dtype.element_ty
+    if ON_CHIP:
+        cols = tl.arange(0, BLOCK_N)
+        mask = row_mask[:, None] & (cols < H)[None, :]
+        off = rows[:, None] * H + cols[None, :]
+        w_r = load_wt_tile(w, H, 0, cols, cols)
+        w_z = load_wt_tile(w, H, 1, cols, cols)
+        w_n = load_wt_tile(w, H, 2, cols, cols)
+        h = tl.load(h_buf + off, mask=mask, other=0.0)
+        for s in range(T):
+            t = time_index(s, T, REVERSE)
+            valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
+            hd = h.to(dt)
+            acc_r = dot(hd, w_r, None, PRECISION, UPCAST)
+            acc_z = dot(hd, w_z, None, PRECISION, UPCAST)
+            acc_n = dot(hd, w_n, None, PRECISION, UPCAST)
+            h = _gru_fwd_cell(
+                gx, b, out, saved, t, B, H, rows, cols, acc_r, acc_z, acc_n, h, valid, HAS_BIAS, SAVE
+            )
+        tl.store(h_buf + (T % 2) * B * H + off, h, mask=mask)
+    else:
+        offs_n = tl.arange(0, BLOCK_N)
+        offs_k = tl.arange(0, BLOCK_K)
+        for s in range(T):
+            t = time_index(s, T, REVERSE)
+            valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
+            h_read = h_buf + (s % 2) * B * H
+            h_write = h_buf + ((s + 1) % 2) * B * H
+            for n0 in range(0, H, BLOCK_N):
+                cols = n0 + offs_n
+                acc_r = tl.zeros((BLOCK_B, BLOCK_N), tl.float32)
+                acc_z = tl.zeros((BLOCK_B, BLOCK_N), tl.float32)
+                acc_n = tl.zeros((BLOCK_B, BLOCK_N), tl.float32)
+                for k0 in range(0, H, BLOCK_K):
+                    ks = k0 + offs_k
+                    k_mask = row_mask[:, None] & (ks < H)[None, :]
+                    hk = tl.load(
+                        h_read + rows[:, None] * H + ks[None, :], mask=k_mask, other=0.0, cache_modifier=".cg"
+                    )
+                    hk = hk.to(dt)
+                    acc_r = dot(hk, load_wt_tile(w, H, 0, ks, cols), acc_r, PRECISION, UPCAST)
+                    acc_z = dot(hk, load_wt_tile(w, H, 1, ks, cols), acc_z, PRECISION, UPCAST)
+                    acc_n = dot(hk, load_wt_tile(w, H, 2, ks, cols), acc_n, PRECISION, UPCAST)
+                mask = row_mask[:, None] & (cols < H)[None, :]
+                off = rows[:, None] * H + cols[None, :]
+                h_prev = tl.load(h_read + off, mask=mask, other=0.0, cache_modifier=".cg")
+                h = _gru_fwd_cell(
+                    gx, b, out, saved, t, B, H, rows, cols, acc_r, acc_z, acc_n, h_prev, valid, HAS_BIAS, SAVE
+                )
+                tl.store(h_write + off, h, mask=mask)
+            tl.debug_barrier()  # this step's h is visible to every thread before the next step reads it
+
+
+@triton.jit
+def _gru_bwd_cell(
+    saved, out, h0, lengths, d_out, d_gx, d_ghn, t, t_prev, has_prev, B, H, rows, cols, dh, valid,
+    HAS_LENGTHS: tl.constexpr,
+):  # fmt: skip
+    """Gate gradients of one tile at time t from dh carried in from step t+1 (without d_out[t]).
+    Stores d gx[t] and d gh_n[t]; returns the fp32 hidden-side gate gradients and the part of dh_{t-1}
+    that bypasses W (z * dh, or all of dh on a frozen step)."""
+    row_mask = rows < B
+    mask = row_mask[:, None] & (cols < H)[None, :]
+    row = t.to(tl.int64) * B + rows[:, None]
+    s_off = row * H + cols[None, :]
+    v_off = row * 4 * H + cols[None, :]
+    x_off = row * 3 * H + cols[None, :]
+    dh = dh + tl.where(valid, tl.load(d_out + s_off, mask=mask, other=0.0).to(tl.float32), 0.0)
+    r = tl.load(saved + v_off, mask=mask, other=0.0).to(tl.float32)
+    z = tl.load(saved + v_off + H, mask=mask, other=0.0).to(tl.float32)
+    n = tl.load(saved + v_off + 2 * H, mask=mask, other=0.0).to(tl.float32)
+    gh_n = tl.load(saved + v_off + 3 * H, mask=mask, other=0.0).to(tl.float32)
+    # h_{t-1}: out of the step processed before, if there was one and it was valid; h0 otherwise.
+    prev_valid = step_validity(lengths, rows, row_mask, t_prev, HAS_LENGTHS)
+    prev_off = (t_prev.to(tl.int64) * B + rows[:, None]) * H + cols[None, :]
+    h_first = tl.load(h0 + rows[:, None] * H + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+    h_prev = tl.where(prev_valid, tl.load(out + prev_off, mask=mask, other=0.0).to(tl.float32), h_first)
+    h_prev = tl.where(has_prev, h_prev, h_first)
+    k_n = (1.0 - z) * (1.0 - n * n)
+    d_r = tl.where(valid, dh * k_n * gh_n * r * (1.0 - r), 0.0)
+    d_z = tl.where(valid, dh * (h_prev - n) * z * (1.0 - z), 0.0)
+    d_n = tl.where(valid, dh * k_n, 0.0)
+    d_hn = d_n * r
+    dt = d_gx.dtype.element_ty
+    tl.store(d_gx + x_off, d_r.to(dt), mask=mask)
+    tl.store(d_gx + x_off + H, d_z.to(dt), mask=mask)
+    tl.store(d_gx + x_off + 2 * H, d_n.to(dt), mask=mask)
+    tl.store(d_ghn + s_off, d_hn.to(dt), mask=mask)
+    dh_bypass = tl.where(valid, dh * z, dh)
+    return d_r, d_z, d_hn, dh_bypass
+
+
+@triton.jit(do_not_specialize=["T"])
+def _gru_bwd_kernel(
+    w, saved, out, h0, lengths, d_out, d_gx, d_ghn, dh_buf, T, B, H,
+    HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, ON_CHIP: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
+):  # fmt: skip
+    # dh_buf (B, H) fp32: d h_n in, dh0 out. Processing steps run s = T-1 .. 0.
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    row_mask = rows < B
+    dt = w.dtype.element_ty
+    if ON_CHIP:
+        cols = tl.arange(0, BLOCK_N)
+        mask = row_mask[:, None] & (cols < H)[None, :]
+        off = rows[:, None] * H + cols[None, :]
+        w_r = load_w_tile(w, H, 0, cols, cols)
+        w_z = load_w_tile(w, H, 1, cols, cols)
+        w_n = load_w_tile(w, H, 2, cols, cols)
+        dh = tl.load(dh_buf + off, mask=mask, other=0.0)
+        for r in range(T):
+            s = T - 1 - r
+            t = time_index(s, T, REVERSE)
+            t_prev = time_index(tl.maximum(s - 1, 0), T, REVERSE)  # in bounds; unused when s == 0
+            valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
+            d_r, d_z, d_hn, dh = _gru_bwd_cell(
+                saved, out, h0, lengths, d_out, d_gx, d_ghn, t, t_prev, s > 0, B, H, rows, cols, dh, valid,
+                HAS_LENGTHS,
+            )  # fmt: skip
+            dh = dot(d_r.to(dt), w_r, dh, PRECISION, UPCAST)
+            dh = dot(d_z.to(dt), w_z, dh, PRECISION, UPCAST)
+            dh = dot(d_hn.to(dt), w_n, dh, PRECISION, UPCAST)
+        tl.store(dh_buf + off, dh, mask=mask)
+    else:
+        offs_n = tl.arange(0, BLOCK_N)
+        offs_k = tl.arange(0, BLOCK_K)
+        for r in range(T):
+            s = T - 1 - r
+            t = time_index(s, T, REVERSE)
+            t_prev = time_index(tl.maximum(s - 1, 0), T, REVERSE)
+            valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
+            # Phase 1, tile by tile: gate gradients to global memory; dh_buf keeps the bypass part.
+            for n0 in range(0, H, BLOCK_N):
+                cols = n0 + offs_n
+                mask = row_mask[:, None] & (cols < H)[None, :]
+                off = rows[:, None] * H + cols[None, :]
+                dh = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
+                _, _, _, dh_bypass = _gru_bwd_cell(
+                    saved, out, h0, lengths, d_out, d_gx, d_ghn, t, t_prev, s > 0, B, H, rows, cols, dh,
+                    valid, HAS_LENGTHS,
+                )  # fmt: skip
+                tl.store(dh_buf + off, dh_bypass, mask=mask)
+            tl.debug_barrier()
+            # Phase 2: dh_{t-1} = bypass + [d_r, d_z, d gh_n] (B, 3H) @ W_hh (3H, H), read back in K tiles.
+            for n0 in range(0, H, BLOCK_N):
+                cols = n0 + offs_n
+                mask = row_mask[:, None] & (cols < H)[None, :]
+                off = rows[:, None] * H + cols[None, :]
+                acc = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
+                for k0 in range(0, H, BLOCK_K):
+                    ks = k0 + offs_k
+                    k_mask = row_mask[:, None] & (ks < H)[None, :]
+                    row = t.to(tl.int64) * B + rows[:, None]
+                    x_off = row * 3 * H + ks[None, :]
+                    d_r = tl.load(d_gx + x_off, mask=k_mask, other=0.0, cache_modifier=".cg")
+                    d_z = tl.load(d_gx + x_off + H, mask=k_mask, other=0.0, cache_modifier=".cg")
+                    d_hn = tl.load(
+                        d_ghn + row * H + ks[None, :], mask=k_mask, other=0.0, cache_modifier=".cg"
+                    )
+                    acc = dot(d_r, load_w_tile(w, H, 0, ks, cols), acc, PRECISION, UPCAST)
+                    acc = dot(d_z, load_w_tile(w, H, 1, ks, cols), acc, PRECISION, UPCAST)
+                    acc = dot(d_hn, load_w_tile(w, H, 2, ks, cols), acc, PRECISION, UPCAST)
+                tl.store(dh_buf + off, acc, mask=mask)
+            tl.debug_barrier()
+
+
+@torch.library.custom_op("rnnlab::gru_fwd", mutates_args=())
+def _gru_fwd(
+    gx: Tensor,
+    w_hh: Tensor,
+    b_hh: Optional[Tensor],  # noqa: UP045  (torch.library's schema inference wants Optional)
+    h0: Tensor,
+    lengths: Optional[Tensor],  # noqa: UP045
+    reverse: bool,
+    save: bool,
+    block_h: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Returns out (T, B, H), h_n, and for backward [r, z, n, gh_n] (T, B, 4H) (empty unless ``save``)."""
+    steps, batch, three_h = gx.shape
+    hidden = three_h // 3
+    gx, w_hh = gx.contiguous(), w_hh.contiguous()
+    out = common.new_buffer((steps, batch, hidden), gx.dtype, gx.device)
+    saved = common.new_buffer((steps, batch, 4 * hidden) if save else (0,), gx.dtype, gx.device)
+    h_buf = h0.to(torch.float32).expand(2, batch, hidden).contiguous()  # (2, B, H) fp32
+    if steps > 0 and batch > 0:
+        grid, meta = common.launch_config(3, hidden, batch, gx.dtype, block_h)
+        with common.device_guard(gx):
+            _gru_fwd_kernel[grid](
+                gx, w_hh, None if b_hh is None else b_hh.contiguous(), lengths, out, saved if save else None,
+                h_buf, steps, batch, hidden,
+                HAS_BIAS=b_hh is not None, HAS_LENGTHS=lengths is not None, REVERSE=reverse, SAVE=save,
+                **meta,
+            )  # fmt: skip
+    return out, h_buf[steps % 2].to(gx.dtype, copy=True), saved
+
+
+@torch.library.custom_op("rnnlab::gru_bwd", mutates_args=())
+def _gru_bwd(
+    d_out: Tensor,
+    d_hn: Tensor,
+    w_hh: Tensor,
+    saved: Tensor,
+    out: Tensor,
+    h0: Tensor,
+    lengths: Optional[Tensor],  # noqa: UP045
+    reverse: bool,
+    block_h: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Returns d gx (T, B, 3H), d gh_n (T, B, H) and dh0."""
+    steps, batch, hidden = out.shape
+    d_out, w_hh = d_out.contiguous(), w_hh.contiguous()
+    d_gx = common.new_buffer((steps, batch, 3 * hidden), out.dtype, out.device)
+    d_ghn = common.new_buffer((steps, batch, hidden), out.dtype, out.device)
+    dh_buf = d_hn.to(torch.float32).clone().contiguous()
+    if steps > 0 and batch > 0:
+        grid, meta = common.launch_config(3, hidden, batch, out.dtype, block_h)
+        with common.device_guard(out):
+            _gru_bwd_kernel[grid](
+                w_hh, saved, out.contiguous(), h0.contiguous(), lengths, d_out, d_gx, d_ghn, dh_buf,
+                steps, batch, hidden,
+                HAS_LENGTHS=lengths is not None, REVERSE=reverse, **meta,
+            )  # fmt: skip
+    return d_gx, d_ghn, dh_buf.to(d_hn.dtype, copy=True)
+
+
+@_gru_fwd.register_fake
+def _(gx, w_hh, b_hh, h0, lengths, reverse, save, block_h):
+    steps, batch, three_h = gx.shape
+    hidden = three_h // 3
+    saved = gx.new_empty((steps, batch, 4 * hidden) if save else (0,))
+    return gx.new_empty(steps, batch, hidden), gx.new_empty(batch, hidden), saved
+
+
+@_gru_bwd.register_fake
+def _(d_out, d_hn, w_hh, saved, out, h0, lengths, reverse, block_h):
+    steps, batch, hidden = out.shape
+    return out.new_empty(steps, batch, 3 * hidden), out.new_empty(out.shape), d_hn.new_empty(d_hn.shape)
+
+
+def _setup_context(ctx, inputs, output):
+    gx, w_hh, b_hh, h0, lengths, reverse, save, block_h = inputs
+    out, _, saved = output
+    if not save:
+        raise RuntimeError("rnnlab::gru_fwd was called with save=False but a gradient is needed")
+    ctx.reverse, ctx.block_h, ctx.has_bias = reverse, block_h, b_hh is not None
+    ctx.save_for_backward(out, w_hh, h0, saved, lengths)
+
+
+def _backward(ctx, d_out, d_hn, _d_saved):
+    out, w_hh, h0, saved, lengths = ctx.saved_tensors
+    d_out, d_hn = common.zeros_if_none(d_out, out), common.zeros_if_none(d_hn, h0)
+    d_gx, d_ghn, dh0 = _gru_bwd(d_out, d_hn, w_hh, saved, out, h0, lengths, ctx.reverse, ctx.block_h)
+    two_h = 2 * h0.shape[1]
+    h_prev = common.entering_states(out, h0, lengths, ctx.reverse)  # (T, B, H)
+    d_w_hh = torch.cat(
+        [
+            common.recurrent_weight_grad(d_gx[..., :two_h], h_prev),  # (2H, H): r, z, same on both sides
+            common.recurrent_weight_grad(d_ghn, h_prev),  # (H, H): n, the hidden side
+        ]
+    )
+    d_b_hh = None
+    if ctx.has_bias:
+        d_b_hh = torch.cat([d_gx[..., :two_h].sum(dim=(0, 1)), d_ghn.sum(dim=(0, 1))])  # (3H,)
+    return d_gx, d_w_hh, d_b_hh, dh0, None, None, None, None
+
+
+_gru_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+def gru_recurrence(
+    gx: Tensor,
+    w_hh: Tensor,
+    b_hh: Optional[Tensor],  # noqa: UP045
+    h0: Tensor,
+    lengths: Optional[Tensor] = None,  # noqa: UP045
+    reverse: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """Run a GRU over precomputed input gates with the fused Triton kernels.
+
+    gx: (T, B, 3H) = x @ W_ih.T + b_ih, time-major, gate order (r, z, n); w_hh: (3H, H); b_hh: (3H,) or
+    None (kept apart from gx because the reset gate multiplies its n part); h0: (B, H); lengths: (B,)
+    integers or None; reverse: walk t = T-1 .. 0. One dtype (fp32, bf16 or fp16); the state is fp32.
+    Returns out (T, B, H) (zero past each row's length) and h_n (B, H). Differentiable in gx, w_hh, b_hh
+    and h0. Same semantics as ``rnnlab.reference.gru_recurrence``.
+
+    Example::
+
+        gx = x @ w_ih.T + b_ih  # (T, B, 3H)
+        out, h_n = gru_recurrence(gx, w_hh, b_hh, h0, lengths=lengths, reverse=True)
+    """
+    return _gru(gx, w_hh, b_hh, h0, lengths, reverse)
+
+
+def _gru(gx, w_hh, b_hh, h0, lengths=None, reverse=False, block_h=0):
+    """``gru_recurrence`` with the tile size exposed (tests force the tiled path with block_h=16)."""
+    hidden = common.check_inputs(gx, w_hh, h0, 3)
+    if b_hh is not None and (tuple(b_hh.shape) != (3 * hidden,) or b_hh.dtype != gx.dtype):
+        raise ValueError(f"b_hh must be ({3 * hidden},) in {gx.dtype}, got {tuple(b_hh.shape)} {b_hh.dtype}")
+    lengths = common.lengths_arg(lengths, gx.shape[1], gx.device)
+    save = common.needs_grad(gx, w_hh, b_hh, h0)
+    out, h_n, _ = _gru_fwd(gx, w_hh, b_hh, h0, lengths, reverse, save, block_h)
+    return out, h_n

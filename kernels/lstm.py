@@ -1,0 +1,374 @@
+"""Fused LSTM recurrence: one Triton launch for all T steps forward, one for the backward time loop.
+
+Same math and conventions as ``rnnlab.reference.lstm`` (torch.nn gate order i, f, g, o):
+
+    i, f, o = sigmoid(.)    g = tanh(.)    of  gx_t + h_{t-1} @ W_hh.T
+    c_t = f * c_{t-1} + i * g
+    h_t = o * tanh(c_t)
+
+Saved for backward: the post-activation gates (T, B, 4H) and the cell states (T, B, H) in the input dtype, and
+``out`` (returned anyway). The backward kernel produces dG (T, B, 4H) = d gx, dh0 and dc0; dW_hh is one GEMM
+over all steps afterwards, with the entering states rebuilt from ``out`` and h0.
+Block layout and the two paths (weight on chip / weight re-read in tiles): see ``kernels/common.py``.
+"""
+
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from . import common
+from .device import dot, load_w_tile, load_wt_tile, sigmoid, step_validity, tanh, time_index
+
+
+@triton.jit
+def _lstm_fwd_cell(
+    gx, out, gates, cells, t, B, H, rows, cols, acc_i, acc_f, acc_g, acc_o, h_prev, c_prev, valid,
+    SAVE: tl.constexpr,
+):  # fmt: skip
+    """Gate math of one (BLOCK_B, BLOCK_N) tile at time t, given h_{t-1} @ W^T per gate; stores out[t]
+    (and the gates and c_t when SAVE). Returns the new fp32 (h, c), frozen where the step is not valid."""
+    mask = (rows < B)[:, None] & (cols < H)[None, :]
+    row = t.to(tl.int64) * B + rows[:, None]  # (BLOCK_B, 1) index of (t, b)
+    g_off = row * 4 * H + cols[None, :]
+    s_off = row * H + cols[None, :]
+    i = sigmoid(acc_i + tl.load(gx + g_off, mask=mask, other=0.0).to(tl.float32))
+    f = sigmoid(acc_f + tl.load(gx + g_off + H, mask=mask, other=0.0).to(tl.float32))
+    g = tanh(acc_g + tl.load(gx + g_off + 2 * H, mask=mask, other=0.0).to(tl.float32))
+    o = sigmoid(acc_o + tl.load(gx + g_off + 3 * H, mask=mask, other=0.0).to(tl.float32))
+    c = tl.where(valid, f * c_prev + i * g, c_prev)
+    h = tl.where(valid, o * tanh(c), h_prev)
+    tl.store(out + s_off, tl.where(valid, h, 0.0).to(out.dtype.element_ty), mask=mask)
+    if SAVE:
+        dt = gates.dtype.element_ty
+        tl.store(gates + g_off, i.to(dt), mask=mask)
+        tl.store(gates + g_off + H, f.to(dt), mask=mask)
+        tl.store(gates + g_off + 2 * H, g.to(dt), mask=mask)
+        tl.store(gates + g_off + 3 * H, o.to(dt), mask=mask)
+        tl.store(cells + s_off, c.to(dt), mask=mask)
+    return h, c
+
+
+@triton.jit(do_not_specialize=["T"])
+def _lstm_fwd_kernel(
+    gx, w, lengths, out, gates, cells, h_buf, c_buf, T, B, H,
+    HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, SAVE: tl.constexpr, ON_CHIP: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
+):  # fmt: skip
+    # h_buf (2, B, H) fp32: h0 in slot 0; step s reads slot s % 2 and writes the other (tiled path), the
+    # final h lands in slot T % 2. c_buf (B, H) fp32: c0 in, c_T out, updated in place tile by tile.
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    row_mask = rows < B
+    dt = w.dtype.element_ty
+    if ON_CHIP:
+        # One tile covers H (BLOCK_N == BLOCK_K): W^T per gate loaded once, state in registers.
+        cols = tl.arange(0, BLOCK_N)
+        mask = row_mask[:, None] & (cols < H)[None, :]
+        off = rows[:, None] * H + cols[None, :]
+        w_i = load_wt_tile(w, H, 0, cols, cols)
+        w_f = load_wt_tile(w, H, 1, cols, cols)
+        w_g = load_wt_tile(w, H, 2, cols, cols)
+        w_o = load_wt_tile(w, H, 3, cols, cols)
+        h = tl.load(h_buf + off, mask=mask, other=0.0)
+        c = tl.load(c_buf + off, mask=mask, other=0.0)
+        for s in range(T):
+            t = time_index(s, T, REVERSE)
+            valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
+            hd = h.to(dt)
+            acc_i = dot(hd, w_i, None, PRECISION, UPCAST)
+            acc_f = dot(hd, w_f, None, PRECISION, UPCAST)
+            acc_g = dot(hd, w_g, None, PRECISION, UPCAST)
+            acc_o = dot(hd, w_o, None, PRECISION, UPCAST)
+            h, c = _lstm_fwd_cell(
+                gx, out, gates, cells, t, B, H, rows, cols, acc_i, acc_f, acc_g, acc_o, h, c, valid, SAVE
+            )
+        tl.store(h_buf + (T % 2) * B * H + off, h, mask=mask)
+        tl.store(c_buf + off, c, mask=mask)
+    else:
+        # W_hh re-read every step in (BLOCK_K, BLOCK_N) tiles; h_{t-1} comes from the scratch slot written
+        # by the previous step (.cg: read from L2, where this program's own stores went).
+        offs_n = tl.arange(0, BLOCK_N)
+        offs_k = tl.arange(0, BLOCK_K)
+        for s in range(T):
+            t = time_index(s, T, REVERSE)
+            valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
+            h_read = h_buf + (s % 2) * B * H
+            h_write = h_buf + ((s + 1) % 2) * B * H
+            for n0 in range(0, H, BLOCK_N):
+                cols = n0 + offs_n
+                acc_i = tl.zeros((BLOCK_B, BLOCK_N), tl.float32)
+                acc_f = tl.zeros((BLOCK_B, BLOCK_N), tl.float32)
+                acc_g = tl.zeros((BLOCK_B, BLOCK_N), tl.float32)
+                acc_o = tl.zeros((BLOCK_B, BLOCK_N), tl.float32)
+                for k0 in range(0, H, BLOCK_K):
+                    ks = k0 + offs_k
+                    k_mask = row_mask[:, None] & (ks < H)[None, :]
+                    hk = tl.load(
+                        h_read + rows[:, None] * H + ks[None, :], mask=k_mask, other=0.0, cache_modifier=".cg"
+                    )
+                    hk = hk.to(dt)
+                    acc_i = dot(hk, load_wt_tile(w, H, 0, ks, cols), acc_i, PRECISION, UPCAST)
+                    acc_f = dot(hk, load_wt_tile(w, H, 1, ks, cols), acc_f, PRECISION, UPCAST)
+                    acc_g = dot(hk, load_wt_tile(w, H, 2, ks, cols), acc_g, PRECISION, UPCAST)
+                    acc_o = dot(hk, load_wt_tile(w, H, 3, ks, cols), acc_o, PRECISION, UPCAST)
+                mask = row_mask[:, None] & (cols < H)[None, :]
+                off = rows[:, None] * H + cols[None, :]
+                h_prev = tl.load(h_read + off, mask=mask, other=0.0, cache_modifier=".cg")
+                c_prev = tl.load(c_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
+                h, c = _lstm_fwd_cell(
+                    gx, out, gates, cells, t, B, H, rows, cols, acc_i, acc_f, acc_g, acc_o, h_prev, c_prev,
+                    valid, SAVE,
+                )  # fmt: skip
+                tl.store(h_write + off, h, mask=mask)
+                tl.store(c_buf + off, c, mask=mask)
+            tl.debug_barrier()  # this step's h and c are visible to every thread before the next step reads
+
+
+@triton.jit
+def _lstm_bwd_cell(
+    gates, cells, c0, d_out, d_gates, t, t_prev, has_prev, B, H, rows, cols, dh, dc, valid,
+):  # fmt: skip
+    """Gate gradients of one tile at time t from dh (without d_out[t]) and dc carried in from step t+1.
+    Stores dG[t]; returns the fp32 gate gradients, the part of dh_{t-1} that bypasses W (frozen steps)
+    and dc_{t-1}."""
+    mask = (rows < B)[:, None] & (cols < H)[None, :]
+    row = t.to(tl.int64) * B + rows[:, None]
+    g_off = row * 4 * H + cols[None, :]
+    s_off = row * H + cols[None, :]
+    prev_off = (t_prev.to(tl.int64) * B + rows[:, None]) * H + cols[None, :]
+    dh = dh + tl.where(valid, tl.load(d_out + s_off, mask=mask, other=0.0).to(tl.float32), 0.0)
+    i = tl.load(gates + g_off, mask=mask, other=0.0).to(tl.float32)
+    f = tl.load(gates + g_off + H, mask=mask, other=0.0).to(tl.float32)
+    g = tl.load(gates + g_off + 2 * H, mask=mask, other=0.0).to(tl.float32)
+    o = tl.load(gates + g_off + 3 * H, mask=mask, other=0.0).to(tl.float32)
+    tanh_c = tanh(tl.load(cells + s_off, mask=mask, other=0.0).to(tl.float32))
+    c_prev = tl.load(cells + prev_off, mask=mask, other=0.0).to(tl.float32)
+    c_first = tl.load(c0 + rows[:, None] * H + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+    c_prev = tl.where(has_prev, c_prev, c_first)  # the first processed step starts from c0
+    dc = tl.where(valid, dc + dh * o * (1.0 - tanh_c * tanh_c), dc)
+    d_i = tl.where(valid, dc * g * i * (1.0 - i), 0.0)
+    d_f = tl.where(valid, dc * c_prev * f * (1.0 - f), 0.0)
+    d_g = tl.where(valid, dc * i * (1.0 - g * g), 0.0)
+    d_o = tl.where(valid, dh * tanh_c * o * (1.0 - o), 0.0)
+    dt = d_gates.dtype.element_ty
+    tl.store(d_gates + g_off, d_i.to(dt), mask=mask)
+    tl.store(d_gates + g_off + H, d_f.to(dt), mask=mask)
+    tl.store(d_gates + g_off + 2 * H, d_g.to(dt), mask=mask)
+    tl.store(d_gates + g_off + 3 * H, d_o.to(dt), mask=mask)
+    dc = tl.where(valid, dc * f, dc)  # a frozen step passes dc (and dh) through unchanged
+    dh_bypass = tl.where(valid, 0.0, dh)
+    return d_i, d_f, d_g, d_o, dh_bypass, dc
+
+
+@triton.jit(do_not_specialize=["T"])
+def _lstm_bwd_kernel(
+    w, gates, cells, c0, lengths, d_out, d_gates, dh_buf, dc_buf, T, B, H,
+    HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, ON_CHIP: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
+):  # fmt: skip
+    # dh_buf, dc_buf (B, H) fp32: d h_n, d c_n in; dh0, dc0 out. Processing steps run s = T-1 .. 0.
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    row_mask = rows < B
+    dt = w.dtype.element_ty
+    if ON_CHIP:
+        cols = tl.arange(0, BLOCK_N)
+        mask = row_mask[:, None] & (cols < H)[None, :]
+        off = rows[:, None] * H + cols[None, :]
+        w_i = load_w_tile(w, H, 0, cols, cols)
+        w_f = load_w_tile(w, H, 1, cols, cols)
+        w_g = load_w_tile(w, H, 2, cols, cols)
+        w_o = load_w_tile(w, H, 3, cols, cols)
+        dh = tl.load(dh_buf + off, mask=mask, other=0.0)
+        dc = tl.load(dc_buf + off, mask=mask, other=0.0)
+        for r in range(T):
+            s = T - 1 - r
+            t = time_index(s, T, REVERSE)
+            t_prev = time_index(tl.maximum(s - 1, 0), T, REVERSE)  # in bounds; unused when s == 0
+            valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
+            d_i, d_f, d_g, d_o, dh, dc = _lstm_bwd_cell(
+                gates, cells, c0, d_out, d_gates, t, t_prev, s > 0, B, H, rows, cols, dh, dc, valid
+            )
+            dh = dot(d_i.to(dt), w_i, dh, PRECISION, UPCAST)
+            dh = dot(d_f.to(dt), w_f, dh, PRECISION, UPCAST)
+            dh = dot(d_g.to(dt), w_g, dh, PRECISION, UPCAST)
+            dh = dot(d_o.to(dt), w_o, dh, PRECISION, UPCAST)
+        tl.store(dh_buf + off, dh, mask=mask)
+        tl.store(dc_buf + off, dc, mask=mask)
+    else:
+        offs_n = tl.arange(0, BLOCK_N)
+        offs_k = tl.arange(0, BLOCK_K)
+        for r in range(T):
+            s = T - 1 - r
+            t = time_index(s, T, REVERSE)
+            t_prev = time_index(tl.maximum(s - 1, 0), T, REVERSE)  # in bounds; unused when s == 0
+            valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
+            # Phase 1, tile by tile: dG[t] to global memory; dh_buf keeps the bypass part of dh_{t-1}.
+            for n0 in range(0, H, BLOCK_N):
+                cols = n0 + offs_n
+                mask = row_mask[:, None] & (cols < H)[None, :]
+                off = rows[:, None] * H + cols[None, :]
+                dh = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
+                dc = tl.load(dc_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
+                _, _, _, _, dh_bypass, dc = _lstm_bwd_cell(
+                    gates, cells, c0, d_out, d_gates, t, t_prev, s > 0, B, H, rows, cols, dh, dc, valid
+                )
+                tl.store(dh_buf + off, dh_bypass, mask=mask)
+                tl.store(dc_buf + off, dc, mask=mask)
+            tl.debug_barrier()
+            # Phase 2: dh_{t-1} = bypass + dG[t] (B, 4H) @ W_hh (4H, H), reading dG[t] back in K tiles.
+            for n0 in range(0, H, BLOCK_N):
+                cols = n0 + offs_n
+                mask = row_mask[:, None] & (cols < H)[None, :]
+                off = rows[:, None] * H + cols[None, :]
+                acc = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
+                for k0 in range(0, H, BLOCK_K):
+                    ks = k0 + offs_k
+                    k_mask = row_mask[:, None] & (ks < H)[None, :]
+                    k_off = (t.to(tl.int64) * B + rows[:, None]) * 4 * H + ks[None, :]
+                    for gate in tl.static_range(4):
+                        dg = tl.load(d_gates + k_off + gate * H, mask=k_mask, other=0.0, cache_modifier=".cg")
+                        acc = dot(dg, load_w_tile(w, H, gate, ks, cols), acc, PRECISION, UPCAST)
+                tl.store(dh_buf + off, acc, mask=mask)
+            tl.debug_barrier()
+
+
+@torch.library.custom_op("rnnlab::lstm_fwd", mutates_args=())
+def _lstm_fwd(
+    gx: Tensor,
+    w_hh: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    lengths: Optional[Tensor],  # noqa: UP045  (torch.library's schema inference wants Optional)
+    reverse: bool,
+    save: bool,
+    block_h: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Returns out (T, B, H), h_n, c_n, and for backward gates (T, B, 4H), cells (T, B, H) (empty unless
+    ``save``)."""
+    steps, batch, four_h = gx.shape
+    hidden = four_h // 4
+    gx, w_hh = gx.contiguous(), w_hh.contiguous()
+    out = common.new_buffer((steps, batch, hidden), gx.dtype, gx.device)
+    gates = common.new_buffer((steps, batch, four_h) if save else (0,), gx.dtype, gx.device)
+    cells = common.new_buffer((steps, batch, hidden) if save else (0,), gx.dtype, gx.device)
+    h_buf = h0.to(torch.float32).expand(2, batch, hidden).contiguous()  # (2, B, H) fp32
+    c_buf = c0.to(torch.float32).clone().contiguous()  # (B, H) fp32
+    if steps > 0 and batch > 0:
+        grid, meta = common.launch_config(4, hidden, batch, gx.dtype, block_h)
+        with common.device_guard(gx):
+            _lstm_fwd_kernel[grid](
+                gx, w_hh, lengths, out, gates if save else None, cells if save else None, h_buf, c_buf,
+                steps, batch, hidden,
+                HAS_LENGTHS=lengths is not None, REVERSE=reverse, SAVE=save, **meta,
+            )  # fmt: skip
+    h_n = h_buf[steps % 2].to(gx.dtype, copy=True)
+    c_n = c_buf.to(gx.dtype, copy=True)
+    return out, h_n, c_n, gates, cells
+
+
+@torch.library.custom_op("rnnlab::lstm_bwd", mutates_args=())
+def _lstm_bwd(
+    d_out: Tensor,
+    d_hn: Tensor,
+    d_cn: Tensor,
+    w_hh: Tensor,
+    gates: Tensor,
+    cells: Tensor,
+    c0: Tensor,
+    lengths: Optional[Tensor],  # noqa: UP045
+    reverse: bool,
+    block_h: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Returns dG (T, B, 4H) (= d gx), dh0, dc0."""
+    steps, batch, four_h = gates.shape
+    hidden = four_h // 4
+    d_out, w_hh = d_out.contiguous(), w_hh.contiguous()
+    d_gates = common.new_buffer((steps, batch, four_h), gates.dtype, gates.device)
+    dh_buf = d_hn.to(torch.float32).clone().contiguous()
+    dc_buf = d_cn.to(torch.float32).clone().contiguous()
+    if steps > 0 and batch > 0:
+        grid, meta = common.launch_config(4, hidden, batch, gates.dtype, block_h)
+        with common.device_guard(gates):
+            _lstm_bwd_kernel[grid](
+                w_hh, gates, cells, c0.contiguous(), lengths, d_out, d_gates, dh_buf, dc_buf,
+                steps, batch, hidden,
+                HAS_LENGTHS=lengths is not None, REVERSE=reverse, **meta,
+            )  # fmt: skip
+    return d_gates, dh_buf.to(d_hn.dtype, copy=True), dc_buf.to(d_cn.dtype, copy=True)
+
+
+@_lstm_fwd.register_fake
+def _(gx, w_hh, h0, c0, lengths, reverse, save, block_h):
+    steps, batch, four_h = gx.shape
+    state = gx.new_empty(steps, batch, four_h // 4)
+    return (
+        state,
+        gx.new_empty(batch, four_h // 4),
+        gx.new_empty(batch, four_h // 4),
+        gx.new_empty((steps, batch, four_h) if save else (0,)),
+        gx.new_empty(state.shape if save else (0,)),
+    )
+
+
+@_lstm_bwd.register_fake
+def _(d_out, d_hn, d_cn, w_hh, gates, cells, c0, lengths, reverse, block_h):
+    return gates.new_empty(gates.shape), d_hn.new_empty(d_hn.shape), d_cn.new_empty(d_cn.shape)
+
+
+def _setup_context(ctx, inputs, output):
+    gx, w_hh, h0, c0, lengths, reverse, save, block_h = inputs
+    out, _, _, gates, cells = output
+    if not save:
+        raise RuntimeError("rnnlab::lstm_fwd was called with save=False but a gradient is needed")
+    ctx.reverse, ctx.block_h = reverse, block_h
+    ctx.save_for_backward(out, w_hh, h0, c0, gates, cells, lengths)
+
+
+def _backward(ctx, d_out, d_hn, d_cn, _d_gates, _d_cells):
+    out, w_hh, h0, c0, gates, cells, lengths = ctx.saved_tensors
+    d_out, d_hn, d_cn = (common.zeros_if_none(g, x) for g, x in ((d_out, out), (d_hn, h0), (d_cn, c0)))
+    d_gx, dh0, dc0 = _lstm_bwd(d_out, d_hn, d_cn, w_hh, gates, cells, c0, lengths, ctx.reverse, ctx.block_h)
+    h_prev = common.entering_states(out, h0, lengths, ctx.reverse)  # (T, B, H)
+    d_w_hh = common.recurrent_weight_grad(d_gx, h_prev)  # (4H, H)
+    return d_gx, d_w_hh, dh0, dc0, None, None, None, None
+
+
+_lstm_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+def lstm_recurrence(
+    gx: Tensor,
+    w_hh: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    lengths: Optional[Tensor] = None,  # noqa: UP045
+    reverse: bool = False,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Run an LSTM over precomputed input gates with the fused Triton kernels.
+
+    gx: (T, B, 4H) = x @ W_ih.T + b_ih + b_hh, time-major, torch.nn gate order (i, f, g, o);
+    w_hh: (4H, H); h0, c0: (B, H); lengths: (B,) integers or None; reverse: walk t = T-1 .. 0.
+    All in one dtype (fp32, bf16 or fp16); the state is carried in fp32.
+    Returns out (T, B, H) (zero past each row's length), h_n (B, H), c_n (B, H). Differentiable in gx,
+    w_hh, h0 and c0. Same semantics as ``rnnlab.reference.lstm_recurrence``.
+
+    Example::
+
+        gx = x @ w_ih.T + (b_ih + b_hh)  # (T, B, 4H)
+        out, h_n, c_n = lstm_recurrence(gx, w_hh, h0, c0, lengths=lengths)
+    """
+    return _lstm(gx, w_hh, h0, c0, lengths, reverse)
+
+
+def _lstm(gx, w_hh, h0, c0, lengths=None, reverse=False, block_h=0):
+    """``lstm_recurrence`` with the tile size exposed (tests force the tiled path with block_h=16)."""
+    common.check_inputs(gx, w_hh, h0, 4)
+    common.check_inputs(gx, w_hh, c0, 4)
+    lengths = common.lengths_arg(lengths, gx.shape[1], gx.device)
+    save = common.needs_grad(gx, w_hh, h0, c0)
+    out, h_n, c_n, _, _ = _lstm_fwd(gx, w_hh, h0, c0, lengths, reverse, save, block_h)
+    return out, h_n, c_n

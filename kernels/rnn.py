@@ -1,0 +1,260 @@
+"""Fused Elman RNN recurrence: h_t = act(gx_t + h_{t-1} @ W_hh.T), act one of tanh, relu, sigmoid.
+
+Same math and conventions as ``rnnlab.reference.rnn``. The activation's derivative is read off its output,
+so nothing but ``out`` (returned anyway) is saved for backward. The backward kernel produces the
+pre-activation gradients (T, B, H) (= d gx) and dh0; dW_hh is one GEMM afterwards.
+Block layout and the two paths: see ``kernels/common.py``.
+"""
+
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from . import common
+from .device import activate, activation_slope, dot, load_w_tile, load_wt_tile, step_validity, time_index
+
+
+@triton.jit
+def _rnn_fwd_cell(gx, out, t, B, H, rows, cols, acc, h_prev, valid, ACT: tl.constexpr):
+    """One (BLOCK_B, BLOCK_N) tile at time t given h_{t-1} @ W^T; stores out[t], returns the fp32 h."""
+    mask = (rows < B)[:, None] & (cols < H)[None, :]
+    off = (t.to(tl.int64) * B + rows[:, None]) * H + cols[None, :]
+    h = activate(acc + tl.load(gx + off, mask=mask, other=0.0).to(tl.float32), ACT)
+    h = tl.where(valid, h, h_prev)
+    tl.store(out + off, tl.where(valid, h, 0.0).to(out.dtype.element_ty), mask=mask)
+    return h
+
+
+@triton.jit(do_not_specialize=["T"])
+def _rnn_fwd_kernel(
+    gx, w, lengths, out, h_buf, T, B, H,
+    ACT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, ON_CHIP: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
+):  # fmt: skip
+    # h_buf (2, B, H) fp32: h0 in slot 0; step s reads slot s % 2 and writes the other (tiled path); the
+    # final h lands in slot T % 2.
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    row_mask = rows < B
+    dt = w.dtype.element_ty
+    if ON_CHIP:
+        cols = tl.arange(0, BLOCK_N)
+        mask = row_mask[:, None] & (cols < H)[None, :]
+        off = rows[:, None] * H + cols[None, :]
+        w_t = load_wt_tile(w, H, 0, cols, cols)
+        h = tl.load(h_buf + off, mask=mask, other=0.0)
+        for s in range(T):
+            t = time_index(s, T, REVERSE)
+            valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
+            acc = dot(h.to(dt), w_t, None, PRECISION, UPCAST)
+            h = _rnn_fwd_cell(gx, out, t, B, H, rows, cols, acc, h, valid, ACT)
+        tl.store(h_buf + (T % 2) * B * H + off, h, mask=mask)
+    else:
+        offs_n = tl.arange(0, BLOCK_N)
+        offs_k = tl.arange(0, BLOCK_K)
+        for s in range(T):
+            t = time_index(s, T, REVERSE)
+            valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
+            h_read = h_buf + (s % 2) * B * H
+            h_write = h_buf + ((s + 1) % 2) * B * H
+            for n0 in range(0, H, BLOCK_N):
+                cols = n0 + offs_n
+                acc = tl.zeros((BLOCK_B, BLOCK_N), tl.float32)
+                for k0 in range(0, H, BLOCK_K):
+                    ks = k0 + offs_k
+                    k_mask = row_mask[:, None] & (ks < H)[None, :]
+                    hk = tl.load(
+                        h_read + rows[:, None] * H + ks[None, :], mask=k_mask, other=0.0, cache_modifier=".cg"
+                    )
+                    acc = dot(hk.to(dt), load_wt_tile(w, H, 0, ks, cols), acc, PRECISION, UPCAST)
+                mask = row_mask[:, None] & (cols < H)[None, :]
+                off = rows[:, None] * H + cols[None, :]
+                h_prev = tl.load(h_read + off, mask=mask, other=0.0, cache_modifier=".cg")
+                h = _rnn_fwd_cell(gx, out, t, B, H, rows, cols, acc, h_prev, valid, ACT)
+                tl.store(h_write + off, h, mask=mask)
+            tl.debug_barrier()  # this step's h is visible to every thread before the next step reads it
+
+
+@triton.jit
+def _rnn_bwd_cell(out, d_out, d_pre, t, B, H, rows, cols, dh, valid, ACT: tl.constexpr):
+    """Pre-activation gradient of one tile at time t from dh carried in from step t+1 (without d_out[t]).
+    Stores it; returns it (fp32) and the part of dh_{t-1} that bypasses W (all of dh on a frozen step)."""
+    mask = (rows < B)[:, None] & (cols < H)[None, :]
+    off = (t.to(tl.int64) * B + rows[:, None]) * H + cols[None, :]
+    dh = dh + tl.where(valid, tl.load(d_out + off, mask=mask, other=0.0).to(tl.float32), 0.0)
+    h = tl.load(out + off, mask=mask, other=0.0).to(tl.float32)  # = h_t on a valid step
+    d = tl.where(valid, dh * activation_slope(h, ACT), 0.0)
+    tl.store(d_pre + off, d.to(d_pre.dtype.element_ty), mask=mask)
+    return d, tl.where(valid, 0.0, dh)
+
+
+@triton.jit(do_not_specialize=["T"])
+def _rnn_bwd_kernel(
+    w, out, lengths, d_out, d_pre, dh_buf, T, B, H,
+    ACT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, ON_CHIP: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
+):  # fmt: skip
+    # dh_buf (B, H) fp32: d h_n in, dh0 out. Processing steps run s = T-1 .. 0.
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    row_mask = rows < B
+    dt = w.dtype.element_ty
+    if ON_CHIP:
+        cols = tl.arange(0, BLOCK_N)
+        mask = row_mask[:, None] & (cols < H)[None, :]
+        off = rows[:, None] * H + cols[None, :]
+        w_tile = load_w_tile(w, H, 0, cols, cols)
+        dh = tl.load(dh_buf + off, mask=mask, other=0.0)
+        for r in range(T):
+            t = time_index(T - 1 - r, T, REVERSE)
+            valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
+            d, dh = _rnn_bwd_cell(out, d_out, d_pre, t, B, H, rows, cols, dh, valid, ACT)
+            dh = dot(d.to(dt), w_tile, dh, PRECISION, UPCAST)
+        tl.store(dh_buf + off, dh, mask=mask)
+    else:
+        offs_n = tl.arange(0, BLOCK_N)
+        offs_k = tl.arange(0, BLOCK_K)
+        for r in range(T):
+            t = time_index(T - 1 - r, T, REVERSE)
+            valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
+            # Phase 1, tile by tile: d_pre[t] to global memory; dh_buf keeps the bypass part of dh_{t-1}.
+            for n0 in range(0, H, BLOCK_N):
+                cols = n0 + offs_n
+                mask = row_mask[:, None] & (cols < H)[None, :]
+                off = rows[:, None] * H + cols[None, :]
+                dh = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
+                _, dh_bypass = _rnn_bwd_cell(out, d_out, d_pre, t, B, H, rows, cols, dh, valid, ACT)
+                tl.store(dh_buf + off, dh_bypass, mask=mask)
+            tl.debug_barrier()
+            # Phase 2: dh_{t-1} = bypass + d_pre[t] (B, H) @ W_hh (H, H), read back in K tiles.
+            for n0 in range(0, H, BLOCK_N):
+                cols = n0 + offs_n
+                mask = row_mask[:, None] & (cols < H)[None, :]
+                off = rows[:, None] * H + cols[None, :]
+                acc = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
+                for k0 in range(0, H, BLOCK_K):
+                    ks = k0 + offs_k
+                    k_mask = row_mask[:, None] & (ks < H)[None, :]
+                    k_off = (t.to(tl.int64) * B + rows[:, None]) * H + ks[None, :]
+                    d = tl.load(d_pre + k_off, mask=k_mask, other=0.0, cache_modifier=".cg")
+                    acc = dot(d, load_w_tile(w, H, 0, ks, cols), acc, PRECISION, UPCAST)
+                tl.store(dh_buf + off, acc, mask=mask)
+            tl.debug_barrier()
+
+
+_ACT = {name: code for code, name in enumerate(common.NONLINEARITIES)}  # tanh 0, relu 1, sigmoid 2
+
+
+@torch.library.custom_op("rnnlab::rnn_fwd", mutates_args=())
+def _rnn_fwd(
+    gx: Tensor,
+    w_hh: Tensor,
+    h0: Tensor,
+    lengths: Optional[Tensor],  # noqa: UP045  (torch.library's schema inference wants Optional)
+    reverse: bool,
+    nonlinearity: str,
+    block_h: int,
+) -> tuple[Tensor, Tensor]:
+    """Returns out (T, B, H) and h_n."""
+    steps, batch, hidden = gx.shape
+    gx, w_hh = gx.contiguous(), w_hh.contiguous()
+    out = common.new_buffer((steps, batch, hidden), gx.dtype, gx.device)
+    h_buf = h0.to(torch.float32).expand(2, batch, hidden).contiguous()  # (2, B, H) fp32
+    if steps > 0 and batch > 0:
+        grid, meta = common.launch_config(1, hidden, batch, gx.dtype, block_h)
+        with common.device_guard(gx):
+            _rnn_fwd_kernel[grid](
+                gx, w_hh, lengths, out, h_buf, steps, batch, hidden,
+                ACT=_ACT[nonlinearity], HAS_LENGTHS=lengths is not None, REVERSE=reverse, **meta,
+            )  # fmt: skip
+    return out, h_buf[steps % 2].to(gx.dtype, copy=True)
+
+
+@torch.library.custom_op("rnnlab::rnn_bwd", mutates_args=())
+def _rnn_bwd(
+    d_out: Tensor,
+    d_hn: Tensor,
+    w_hh: Tensor,
+    out: Tensor,
+    lengths: Optional[Tensor],  # noqa: UP045
+    reverse: bool,
+    nonlinearity: str,
+    block_h: int,
+) -> tuple[Tensor, Tensor]:
+    """Returns the pre-activation gradients (T, B, H) (= d gx) and dh0."""
+    steps, batch, hidden = out.shape
+    d_out, w_hh = d_out.contiguous(), w_hh.contiguous()
+    d_pre = common.new_buffer((steps, batch, hidden), out.dtype, out.device)
+    dh_buf = d_hn.to(torch.float32).clone().contiguous()
+    if steps > 0 and batch > 0:
+        grid, meta = common.launch_config(1, hidden, batch, out.dtype, block_h)
+        with common.device_guard(out):
+            _rnn_bwd_kernel[grid](
+                w_hh, out.contiguous(), lengths, d_out, d_pre, dh_buf, steps, batch, hidden,
+                ACT=_ACT[nonlinearity], HAS_LENGTHS=lengths is not None, REVERSE=reverse, **meta,
+            )  # fmt: skip
+    return d_pre, dh_buf.to(d_hn.dtype, copy=True)
+
+
+@_rnn_fwd.register_fake
+def _(gx, w_hh, h0, lengths, reverse, nonlinearity, block_h):
+    return gx.new_empty(gx.shape), gx.new_empty(gx.shape[1:])
+
+
+@_rnn_bwd.register_fake
+def _(d_out, d_hn, w_hh, out, lengths, reverse, nonlinearity, block_h):
+    return out.new_empty(out.shape), d_hn.new_empty(d_hn.shape)
+
+
+def _setup_context(ctx, inputs, output):
+    gx, w_hh, h0, lengths, reverse, nonlinearity, block_h = inputs
+    out, _ = output
+    ctx.reverse, ctx.nonlinearity, ctx.block_h = reverse, nonlinearity, block_h
+    ctx.save_for_backward(out, w_hh, h0, lengths)
+
+
+def _backward(ctx, d_out, d_hn):
+    out, w_hh, h0, lengths = ctx.saved_tensors
+    d_out, d_hn = common.zeros_if_none(d_out, out), common.zeros_if_none(d_hn, h0)
+    d_gx, dh0 = _rnn_bwd(d_out, d_hn, w_hh, out, lengths, ctx.reverse, ctx.nonlinearity, ctx.block_h)
+    h_prev = common.entering_states(out, h0, lengths, ctx.reverse)  # (T, B, H)
+    d_w_hh = common.recurrent_weight_grad(d_gx, h_prev)  # (H, H)
+    return d_gx, d_w_hh, dh0, None, None, None, None
+
+
+_rnn_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+def rnn_recurrence(
+    gx: Tensor,
+    w_hh: Tensor,
+    h0: Tensor,
+    lengths: Optional[Tensor] = None,  # noqa: UP045
+    reverse: bool = False,
+    nonlinearity: str = "tanh",
+) -> tuple[Tensor, Tensor]:
+    """Run an Elman RNN over precomputed input projections with the fused Triton kernels.
+
+    gx: (T, B, H) = x @ W_ih.T + b_ih + b_hh, time-major; w_hh: (H, H); h0: (B, H); lengths: (B,)
+    integers or None; reverse: walk t = T-1 .. 0; nonlinearity: "tanh", "relu" or "sigmoid".
+    One dtype (fp32, bf16 or fp16); the state is carried in fp32.
+    Returns out (T, B, H) (zero past each row's length) and h_n (B, H). Differentiable in gx, w_hh, h0.
+    Same semantics as ``rnnlab.reference.rnn_recurrence``.
+
+    Example::
+
+        out, h_n = rnn_recurrence(x @ w_ih.T + b, w_hh, h0, nonlinearity="relu")
+    """
+    return _rnn(gx, w_hh, h0, lengths, reverse, nonlinearity)
+
+
+def _rnn(gx, w_hh, h0, lengths=None, reverse=False, nonlinearity="tanh", block_h=0):
+    """``rnn_recurrence`` with the tile size exposed (tests force the tiled path with block_h=16)."""
+    if nonlinearity not in common.NONLINEARITIES:
+        raise ValueError(f"nonlinearity must be one of {common.NONLINEARITIES}, got {nonlinearity!r}")
+    common.check_inputs(gx, w_hh, h0, 1)
+    lengths = common.lengths_arg(lengths, gx.shape[1], gx.device)
+    return _rnn_fwd(gx, w_hh, h0, lengths, reverse, nonlinearity, block_h)

@@ -1,0 +1,118 @@
+"""The fused LSTM, GRU and RNN kernels against rnnlab.reference on small, odd shapes (interpreter on CPU).
+
+Every case compares out, the final states and the gradients of gx, w_hh, b_hh (GRU), h0 and c0 (LSTM)."""
+
+import pytest
+import torch
+from kernel_cases import Case, check
+
+# Odd sizes: H not a power of two (masked columns), B below the 16-row batch tile (masked rows), T = 1.
+SHAPES = [(1, 1, 5), (3, 7, 20), (1, 7, 33), (3, 7, 33)]  # (B, T, H)
+# (lengths, reverse, initial states)
+MODES = [
+    (False, False, "random"),
+    (False, False, "zeros"),
+    (True, False, "random"),
+    (False, True, "random"),
+    (True, True, "random"),
+    (True, True, "zeros"),
+]
+DTYPES = [torch.float32, torch.bfloat16]
+CELLS = [("lstm", "tanh"), ("gru", "tanh"), ("rnn", "tanh")]
+
+
+def _shape_id(shape):
+    return "B{}-T{}-H{}".format(*shape)
+
+
+def _mode_id(mode):
+    lengths, reverse, init = mode
+    return "-".join(["lengths" if lengths else "full", "reverse" if reverse else "forward", f"{init}-init"])
+
+
+def _dtype_id(dtype):
+    return str(dtype).removeprefix("torch.")
+
+
+def _cell_id(cell):
+    return cell[0] if cell[0] != "rnn" else f"rnn-{cell[1]}"
+
+
+@pytest.mark.parametrize("mode", MODES, ids=_mode_id)
+@pytest.mark.parametrize("shape", SHAPES, ids=_shape_id)
+@pytest.mark.parametrize("dtype", DTYPES, ids=_dtype_id)
+@pytest.mark.parametrize("cell", CELLS, ids=_cell_id)
+def test_matches_reference(cell, dtype, shape, mode):
+    batch, steps, hidden = shape
+    lengths, reverse, init = mode
+    check(Case(cell[0], batch, steps, hidden, dtype, lengths, reverse, init, nonlinearity=cell[1]))
+
+
+@pytest.mark.parametrize("mode", [MODES[0], MODES[4]], ids=_mode_id)
+@pytest.mark.parametrize("nonlinearity", ["relu", "sigmoid"])
+def test_rnn_nonlinearities(nonlinearity, mode):
+    lengths, reverse, init = mode
+    check(Case("rnn", 3, 7, 20, torch.float32, lengths, reverse, init, nonlinearity=nonlinearity))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=_dtype_id)
+def test_gru_without_hidden_bias(dtype):
+    check(Case("gru", 3, 7, 20, dtype, lengths=True, reverse=True, bias=False))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_fp16(cell):
+    check(Case(cell, 3, 7, 20, torch.float16, lengths=True, reverse=True))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_two_batch_tiles(cell):
+    """B = 17: a second program with one real row."""
+    check(Case(cell, 17, 4, 5, torch.float32, lengths=True, reverse=False))
+
+
+# The tiled path (W_hh re-read in 16 x 16 tiles, h through the scratch buffer): what large H runs on the GPU.
+@pytest.mark.parametrize("mode", [MODES[0], MODES[2], MODES[4]], ids=_mode_id)
+@pytest.mark.parametrize("dtype", DTYPES, ids=_dtype_id)
+@pytest.mark.parametrize("hidden", [20, 33], ids=lambda h: f"H{h}")
+@pytest.mark.parametrize("cell", CELLS, ids=_cell_id)
+def test_tiled_path_matches_reference(cell, hidden, dtype, mode):
+    lengths, reverse, init = mode
+    check(Case(cell[0], 3, 7, hidden, dtype, lengths, reverse, init, nonlinearity=cell[1]), block_h=16)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_empty_sequence_returns_initial_states(cell):
+    from kernel_cases import draw_inputs, run
+
+    case = Case(cell, 3, 0, 5)
+    inputs = draw_inputs(case)
+    got, leaves = run(case, inputs, None, "kernel", torch.float32)
+    assert got[0].shape == (0, 3, 5)
+    states = [inputs["h0"], inputs["c0"]] if cell == "lstm" else [inputs["h0"]]
+    for state, initial in zip(got[1:], states, strict=True):
+        torch.testing.assert_close(state.double(), initial)
+    sum(s.sum() for s in got[1:]).backward()
+    assert torch.all(leaves["w_hh"].grad == 0)
+    assert torch.all(leaves["h0"].grad == 1)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_inference_matches_training_forward(cell):
+    """Under no_grad nothing is saved for backward (a separate kernel specialisation): same outputs."""
+    from kernel_cases import draw_inputs, draw_lengths, run
+
+    case = Case(cell, 3, 7, 20, lengths=True)
+    inputs, lengths = draw_inputs(case), draw_lengths(case)
+    trained, _ = run(case, inputs, lengths, "kernel", torch.float32)
+    with torch.no_grad():
+        inferred, _ = run(case, inputs, lengths, "kernel", torch.float32)
+    for a, b in zip(trained, inferred, strict=True):
+        torch.testing.assert_close(a.detach(), b, rtol=0, atol=0)
+
+
+def test_rnn_rejects_unknown_nonlinearity():
+    from rnnlab.kernels import rnn_recurrence
+
+    with pytest.raises(ValueError, match="nonlinearity"):
+        rnn_recurrence(torch.zeros(1, 1, 4), torch.zeros(4, 4), torch.zeros(1, 4), nonlinearity="gelu")
