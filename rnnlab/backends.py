@@ -5,16 +5,29 @@
   ``TRITON_INTERPRET=1``) and the ``triton`` package.
 - ``cudnn``: torch.nn's own implementation (cuDNN on a GPU, ATen/oneDNN on the CPU): the baseline.
 - ``auto``: triton on CUDA where the kernels support the configuration, otherwise reference.
+
+Everything a layer's forward asks here is plain Python over cached values, so torch.compile traces it
+without a graph break. The one slow step, importing Triton and the kernel modules, happens eagerly when a
+layer is set to a backend that may need it (``warm``), not inside a compiled forward.
 """
 
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
+from types import SimpleNamespace
 
 import torch
 
+from . import kernels, reference
+
 BACKENDS = ("auto", "reference", "triton", "cudnn")
+
+_REFERENCE = SimpleNamespace(
+    lstm_recurrence=reference.lstm_recurrence,
+    gru_recurrence=reference.gru_recurrence,
+    rnn_recurrence=reference.rnn_recurrence,
+)
+_cache: dict[str, object] = {}  # "available": bool, "triton": SimpleNamespace of the kernel functions
 
 
 def check_backend_name(backend: str) -> str:
@@ -23,17 +36,21 @@ def check_backend_name(backend: str) -> str:
     return backend
 
 
-def _kernels() -> ModuleType | None:
-    """rnnlab.kernels if it imports (triton installed), else None."""
-    try:
-        return importlib.import_module("rnnlab.kernels")
-    except ImportError:
-        return None
-
-
 def triton_available() -> bool:
-    kernels = _kernels()
-    return kernels is not None and kernels.available()
+    if "available" not in _cache:
+        _cache["available"] = kernels.available()
+    return _cache["available"]
+
+
+def warm(backend: str) -> None:
+    """Import what ``backend`` will need (Triton and the kernel modules), outside any compiled region."""
+    may_need = backend == "triton" or (backend == "auto" and torch.cuda.is_available())
+    if may_need and triton_available() and "triton" not in _cache:
+        functions = {}
+        for cell in ("lstm", "gru", "rnn"):
+            module = importlib.import_module(f"rnnlab.kernels.{cell}")
+            functions[f"{cell}_recurrence"] = getattr(module, f"{cell}_recurrence")
+        _cache["triton"] = SimpleNamespace(**functions)
 
 
 def resolve(
@@ -42,11 +59,9 @@ def resolve(
     """The concrete backend ("reference", "triton" or "cudnn") for one call, or a ValueError saying which
     backends can run here instead."""
     if backend == "auto":
-        kernels = _kernels()
         if (
             device.type == "cuda"
-            and kernels is not None
-            and kernels.available()
+            and triton_available()
             and kernels.supports(cell, hidden_size, dtype, device)
         ):
             return "triton"
@@ -68,15 +83,16 @@ def resolve(
     return backend
 
 
-def recurrences(backend: str) -> ModuleType:
-    """The module holding lstm_recurrence / gru_recurrence / rnn_recurrence for a concrete backend."""
+def recurrences(backend: str) -> SimpleNamespace:
+    """lstm_recurrence / gru_recurrence / rnn_recurrence of a concrete backend ("reference" or "triton")."""
     if backend == "triton":
-        return importlib.import_module("rnnlab.kernels")
-    return importlib.import_module("rnnlab.reference")
+        warm("triton")
+        return _cache["triton"]
+    return _REFERENCE
 
 
 class BackendSwitch:
-    """Mixin for modules with a ``backend`` attribute, checked when it is assigned."""
+    """Mixin for modules with a ``backend`` attribute, checked (and its imports warmed) when assigned."""
 
     @property
     def backend(self) -> str:
@@ -85,3 +101,4 @@ class BackendSwitch:
     @backend.setter
     def backend(self, value: str) -> None:
         self._backend = check_backend_name(value)
+        warm(value)

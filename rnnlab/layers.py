@@ -1,7 +1,10 @@
 """rnnlab.RNN, rnnlab.LSTM, rnnlab.GRU: drop-in replacements for their torch.nn namesakes.
 
-Each subclasses its torch.nn class, so constructor arguments, parameter names and shapes, gate order,
-initialisation, ``state_dict`` and ``isinstance(layer, torch.nn.LSTM)`` are torch.nn's own. What is added:
+Each is built by torch.nn's ``RNNBase`` exactly as its torch.nn namesake is, so constructor arguments,
+parameter names and shapes, gate order, initialisation and ``state_dict`` are torch.nn's own, and the cudnn
+backend runs torch.nn's own forward on it. They subclass ``RNNBase`` rather than ``nn.LSTM``/``GRU``/``RNN``
+because torch.compile refuses any instance of those three classes; so ``isinstance(layer, nn.LSTM)`` is
+False (``isinstance(layer, nn.RNNBase)`` is True). What is added:
 
 - ``backend``: "auto" (default), "reference", "triton" or "cudnn" (see ``rnnlab.backends``); an attribute,
   switchable after construction.
@@ -36,7 +39,7 @@ class _RecurrentLayer(backends.BackendSwitch):
     """The behaviour shared by RNN, LSTM and GRU; mixed in before the torch.nn class."""
 
     _cell: str  # "lstm" | "gru" | "rnn"
-    _gates: int
+    _torch_nn: type  # the torch.nn class whose forward the cudnn backend runs on this module
 
     def _setup_rnnlab(self, backend: str, single_bias: bool) -> None:
         self.backend = backend
@@ -169,19 +172,16 @@ class _RecurrentLayer(backends.BackendSwitch):
         batch_first, self.batch_first = self.batch_first, False
         try:
             if lengths is None:
-                out, state = self._torch_nn_class().forward(self, x, hx)
+                out, state = self._torch_nn.forward(self, x, hx)
             else:
                 packed = pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False)
-                packed_out, state = self._torch_nn_class().forward(self, packed, hx)
+                packed_out, state = self._torch_nn.forward(self, packed, hx)
                 out, _ = pad_packed_sequence(packed_out, total_length=x.shape[0])
         finally:
             self.batch_first = batch_first
         if self._cell == "lstm":
             return out, state[0], state[1]
         return out, state, None
-
-    def _torch_nn_class(self) -> type:
-        return next(c for c in type(self).__mro__ if c.__module__.startswith("torch.nn"))
 
     def _forward_packed(self, packed: PackedSequence, hx):
         """A PackedSequence runs as a padded batch with lengths, in the caller's batch order, and is packed
@@ -206,10 +206,14 @@ def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     return x.dtype
 
 
-class LSTM(_RecurrentLayer, nn.LSTM):
+class LSTM(_RecurrentLayer, nn.RNNBase):
     """torch.nn.LSTM with a ``backend`` switch, ``lengths``, and ``single_bias``. See the module docstring."""
 
-    _cell, _gates = "lstm", 4
+    _cell, _torch_nn = "lstm", nn.LSTM
+    # torch.nn.LSTM's own checks, which its forward (the cudnn backend) calls on the module
+    get_expected_cell_size = nn.LSTM.get_expected_cell_size
+    check_forward_args = nn.LSTM.check_forward_args
+    permute_hidden = nn.LSTM.permute_hidden
 
     def __init__(
         self,
@@ -229,24 +233,15 @@ class LSTM(_RecurrentLayer, nn.LSTM):
     ) -> None:
         if proj_size:
             raise ValueError("proj_size is not supported by rnnlab.LSTM; use torch.nn.LSTM for projections")
-        super().__init__(
-            input_size,
-            hidden_size,
-            num_layers,
-            bias,
-            batch_first,
-            dropout,
-            bidirectional,
-            device=device,
-            dtype=dtype,
-        )
+        args = (input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
+        super().__init__("LSTM", *args, device=device, dtype=dtype)
         self._setup_rnnlab(backend, single_bias)
 
 
-class GRU(_RecurrentLayer, nn.GRU):
+class GRU(_RecurrentLayer, nn.RNNBase):
     """torch.nn.GRU with a ``backend`` switch, ``lengths``, and ``single_bias``. See the module docstring."""
 
-    _cell, _gates = "gru", 3
+    _cell, _torch_nn = "gru", nn.GRU
 
     def __init__(
         self,
@@ -263,25 +258,16 @@ class GRU(_RecurrentLayer, nn.GRU):
         backend: str = "auto",
         single_bias: bool = False,
     ) -> None:
-        super().__init__(
-            input_size,
-            hidden_size,
-            num_layers,
-            bias,
-            batch_first,
-            dropout,
-            bidirectional,
-            device=device,
-            dtype=dtype,
-        )
+        args = (input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
+        super().__init__("GRU", *args, device=device, dtype=dtype)
         self._setup_rnnlab(backend, single_bias)
 
 
-class RNN(_RecurrentLayer, nn.RNN):
+class RNN(_RecurrentLayer, nn.RNNBase):
     """torch.nn.RNN with ``nonlinearity`` tanh, relu or sigmoid, a ``backend`` switch, ``lengths`` and
     ``single_bias``. See the module docstring."""
 
-    _cell, _gates = "rnn", 1
+    _cell, _torch_nn = "rnn", nn.RNN
 
     def __init__(
         self,
@@ -301,18 +287,9 @@ class RNN(_RecurrentLayer, nn.RNN):
     ) -> None:
         if nonlinearity not in NONLINEARITIES:
             raise ValueError(f"nonlinearity must be one of {NONLINEARITIES}, got {nonlinearity!r}")
-        # torch.nn.RNN knows tanh and relu; a sigmoid RNN has the same parameters as a tanh one.
-        super().__init__(
-            input_size,
-            hidden_size,
-            num_layers,
-            "tanh" if nonlinearity == "sigmoid" else nonlinearity,
-            bias,
-            batch_first,
-            dropout,
-            bidirectional,
-            device=device,
-            dtype=dtype,
-        )
+        # torch.nn knows tanh and relu (its modes); a sigmoid RNN has the parameters of a tanh one.
+        mode = "RNN_RELU" if nonlinearity == "relu" else "RNN_TANH"
+        args = (input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
+        super().__init__(mode, *args, device=device, dtype=dtype)
         self.nonlinearity = nonlinearity
         self._setup_rnnlab(backend, single_bias)

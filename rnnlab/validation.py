@@ -69,6 +69,8 @@ def check_lengths(lengths: torch.Tensor | Sequence[int], batch: int, steps: int)
         )
     if steps == 0:
         raise ValueError("lengths were given for an input with T = 0 steps; every length must be >= 1")
+    if torch.compiler.is_compiling():
+        return lengths.long()  # reading the values would break the graph: checked in eager mode only
     low, high = int(lengths.min()), int(lengths.max())
     if low < 1 or high > steps:
         raise ValueError(f"lengths must lie in [1, T] = [1, {steps}]; got values from {low} to {high}")

@@ -75,7 +75,8 @@ class _OneDNNLinear(torch.autograd.Function):
 
 def project_inputs(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """The input part of the gates for every step at once: (T, B, I) -> (T, B, G*H), one GEMM."""
-    if not _onednn_usable(weight) or x.dtype != weight.dtype or x.shape[0] * x.shape[1] == 0:
+    usable = not torch.compiler.is_compiling() and _onednn_usable(weight)  # compiled: the compiler's GEMM
+    if not usable or x.dtype != weight.dtype or x.shape[0] * x.shape[1] == 0:
         return torch.nn.functional.linear(x, weight, bias)
     steps, batch, features = x.shape
     flat = x.reshape(steps * batch, features)  # (T*B, I)
