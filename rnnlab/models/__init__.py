@@ -1,0 +1,7 @@
+"""Plain nn.Modules: a sequence classifier, an encoder-decoder with attention, a language model."""
+
+from .classifier import SentimentClassifier
+from .language_model import LanguageModel
+from .seq2seq import Seq2Seq
+
+__all__ = ["LanguageModel", "Seq2Seq", "SentimentClassifier"]

@@ -1,0 +1,8 @@
+"""Thin LightningModules, one per task: steps, metrics, optimizers; each module has a ``fit`` entry."""
+
+from .common import RNNTask
+from .generation import LanguageModelTask
+from .sentiment import SentimentTask
+from .translation import TranslationTask
+
+__all__ = ["LanguageModelTask", "RNNTask", "SentimentTask", "TranslationTask"]

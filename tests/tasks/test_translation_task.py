@@ -1,0 +1,51 @@
+import lightning as L
+import pytest
+import torch
+from conftest import make_trainer
+
+from rnnlab.data import TranslationDataModule
+from rnnlab.tasks import TranslationTask
+from rnnlab.tasks.translation import fit, translate
+
+SMALL = dict(embedding_dim=16, hidden_size=32, dropout=0.0, lr=1e-2, beam_size=3)
+
+
+@pytest.mark.parametrize("attention", [None, "luong", "bahdanau"], ids=str)
+def test_loss_falls_and_bleu_is_logged(tiny_pairs, tmp_path, attention):
+    L.seed_everything(0)
+    dm = TranslationDataModule(path=str(tiny_pairs), batch_size=32, min_freq=1)
+    dm.setup("fit")
+    task = TranslationTask(
+        len(dm.src_tokenizer), len(dm.tgt_tokenizer), attention=attention, teacher_forcing=0.9, **SMALL
+    )
+    trainer = make_trainer(tmp_path, max_epochs=3)
+    trainer.fit(task, datamodule=dm)
+    losses = [float(v) for k, v in trainer.logged_metrics.items() if k == "train/loss_epoch"]
+    assert losses and float(trainer.callback_metrics["val/loss"]) < 0.6 * torch.log(torch.tensor(26.0))
+    assert 0 <= float(trainer.callback_metrics["val/bleu"]) <= 100
+
+
+def test_fit_checkpoint_reloads_to_identical_translations(tiny_pairs, tmp_path):
+    results = fit(
+        tmp_path / "run",
+        path=str(tiny_pairs),
+        max_epochs=4,
+        max_minutes=None,
+        batch_size=32,
+        min_freq=1,
+        threads=None,
+        **SMALL,
+    )
+    assert results["test/bleu"] > results["copy_bleu"]
+    assert (tmp_path / "run" / "test_output.tsv").read_text().count("\n") == 21
+    checkpoint = torch.load(results["best_checkpoint"], weights_only=False)
+    dm = TranslationDataModule(path=str(tiny_pairs))
+    dm.load_state_dict(checkpoint["TranslationDataModule"])
+    one = TranslationTask.load_from_checkpoint(results["best_checkpoint"]).model
+    two = TranslationTask.load_from_checkpoint(results["best_checkpoint"]).model
+    sentences = ["eins zwei Haus.", "rote Katze drei."]
+    assert translate(one, dm.src_tokenizer, dm.tgt_tokenizer, sentences) == translate(
+        two, dm.src_tokenizer, dm.tgt_tokenizer, sentences
+    )
+    greedy = translate(one, dm.src_tokenizer, dm.tgt_tokenizer, sentences, beam_size=1)
+    assert all(isinstance(s, str) for s in greedy)
