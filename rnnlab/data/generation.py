@@ -18,13 +18,12 @@ Example::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import lightning as L
 import torch
 
 from .abc import read_tunes
+from .base import SplitDataModule
 from .batching import seeded_split
 from .io import CorpusError, corpus_path, read_lines
 from .tokenizers import CharTokenizer
@@ -68,7 +67,7 @@ class StreamChunks(torch.utils.data.Dataset):
         return {"input": self.data[:, start:stop], "target": self.data[:, start + 1 : stop + 1]}
 
 
-class CharLMDataModule(L.LightningDataModule):
+class CharLMDataModule(SplitDataModule):
     """Character streams for truncated-BPTT language modelling.
 
     Args:
@@ -166,9 +165,6 @@ class CharLMDataModule(L.LightningDataModule):
         self._require_setup()
         return self._summary
 
-    def save_split(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.split_summary()))
-
     def _loader(self, stage: str) -> torch.utils.data.DataLoader:
         self._require_setup()
         rows = self.batch_size if stage == "train" else self.eval_batch_size
@@ -177,15 +173,6 @@ class CharLMDataModule(L.LightningDataModule):
         return torch.utils.data.DataLoader(
             chunks, batch_size=None, shuffle=False, num_workers=self.num_workers
         )
-
-    def train_dataloader(self):
-        return self._loader("train")
-
-    def val_dataloader(self):
-        return self._loader("val")
-
-    def test_dataloader(self):
-        return self._loader("test")
 
     def state_dict(self) -> dict:
         return {"tokenizer": self.tokenizer.to_dict() if self.tokenizer else None}

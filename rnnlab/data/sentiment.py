@@ -13,14 +13,13 @@ Example::
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
-import lightning as L
 import torch
 
-from .batching import BucketBatchSampler, pad, seeded_split
+from .base import SplitDataModule
+from .batching import pad, seeded_split
 from .io import CorpusError, corpus_path, read_tsv
 from .tokenizers import WordTokenizer
 
@@ -50,7 +49,7 @@ def read_sentiment(path: str | Path) -> list[tuple[int, str, int]]:
     return rows
 
 
-class SentimentDataModule(L.LightningDataModule):
+class SentimentDataModule(SplitDataModule):
     """Seeded train/val/test split of a sentiment TSV, a word tokenizer from the training split, and
     length-bucketed, padded batches ``{"tokens": (B, T), "lengths": (B,), "labels": (B,)}``.
 
@@ -131,9 +130,6 @@ class SentimentDataModule(L.LightningDataModule):
             "lines": self._split_lines,
         }
 
-    def save_split(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.split_summary()))
-
     def _collate(self, items: list[dict]) -> dict[str, torch.Tensor]:
         tokens, lengths = pad([d["ids"] for d in items], self.tokenizer.pad_id)
         return {"tokens": tokens, "lengths": lengths, "labels": torch.tensor([d["label"] for d in items])}
@@ -141,21 +137,7 @@ class SentimentDataModule(L.LightningDataModule):
     def _loader(self, stage: str) -> torch.utils.data.DataLoader:
         self._require_setup()
         data = self.data[stage]
-        sampler = BucketBatchSampler(
-            [len(d["ids"]) for d in data], self.batch_size, shuffle=stage == "train", seed=self.seed
-        )
-        return torch.utils.data.DataLoader(
-            data, batch_sampler=sampler, collate_fn=self._collate, num_workers=self.num_workers
-        )
-
-    def train_dataloader(self):
-        return self._loader("train")
-
-    def val_dataloader(self):
-        return self._loader("val")
-
-    def test_dataloader(self):
-        return self._loader("test")
+        return self._bucketed_loader(data, [len(d["ids"]) for d in data], stage, self._collate)
 
     def state_dict(self) -> dict:
         return {"tokenizer": self.tokenizer.to_dict() if self.tokenizer else None}

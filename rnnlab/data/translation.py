@@ -14,13 +14,12 @@ Example::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import lightning as L
 import torch
 
-from .batching import BucketBatchSampler, pad, seeded_split
+from .base import SplitDataModule
+from .batching import pad, seeded_split
 from .io import corpus_path, read_tsv
 from .tokenizers import WordTokenizer
 
@@ -29,7 +28,7 @@ STAGES = ("train", "val", "test")
 LANGUAGES = ("de", "en")
 
 
-class TranslationDataModule(L.LightningDataModule):
+class TranslationDataModule(SplitDataModule):
     """Seeded 90/5/5 split of a ``de<TAB>en`` file, one word tokenizer per language from the training split,
     and batches bucketed by source length.
 
@@ -105,9 +104,6 @@ class TranslationDataModule(L.LightningDataModule):
             "lines": {s: [p[0] for p in self.pairs[s]] for s in STAGES},
         }
 
-    def save_split(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.split_summary()))
-
     def _collate(self, items: list[dict]) -> dict:
         src, src_lengths = pad([d["src"] for d in items], self.src_tokenizer.pad_id)
         tgt, tgt_lengths = pad([d["tgt"] for d in items], self.tgt_tokenizer.pad_id)  # <bos> y <eos>
@@ -124,21 +120,7 @@ class TranslationDataModule(L.LightningDataModule):
     def _loader(self, stage: str) -> torch.utils.data.DataLoader:
         self._require_setup()
         data = self.data[stage]
-        sampler = BucketBatchSampler(
-            [len(d["src"]) for d in data], self.batch_size, shuffle=stage == "train", seed=self.seed
-        )
-        return torch.utils.data.DataLoader(
-            data, batch_sampler=sampler, collate_fn=self._collate, num_workers=self.num_workers
-        )
-
-    def train_dataloader(self):
-        return self._loader("train")
-
-    def val_dataloader(self):
-        return self._loader("val")
-
-    def test_dataloader(self):
-        return self._loader("test")
+        return self._bucketed_loader(data, [len(d["src"]) for d in data], stage, self._collate)
 
     def state_dict(self) -> dict:
         if self.src_tokenizer is None:

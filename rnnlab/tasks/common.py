@@ -71,6 +71,16 @@ class RNNTask(L.LightningModule):
             np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
 
 
+def start_run(out_dir: str | Path, seed: int, threads: int | None) -> Path:
+    """The first steps of every ``fit``: cap the CPU threads, seed everything, make the output folder."""
+    if threads:
+        torch.set_num_threads(threads)
+    L.seed_everything(seed, workers=True)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
 def train_and_test(
     task: L.LightningModule,
     datamodule: L.LightningDataModule,

@@ -19,7 +19,6 @@ import json
 import math
 from pathlib import Path
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 
@@ -27,7 +26,7 @@ from ..data import abc
 from ..data.generation import CharLMDataModule
 from ..data.tokenizers import CharTokenizer
 from ..models.language_model import LanguageModel, detach_state
-from .common import RNNTask, train_and_test
+from .common import RNNTask, start_run, train_and_test
 
 
 class LanguageModelTask(RNNTask):
@@ -172,11 +171,7 @@ def fit(
     Writes ``out_dir/metrics.csv``, ``split.json``, ``results.json`` and ``checkpoints/best.ckpt``;
     ``model_args`` go to :class:`LanguageModelTask`. Returns the test metrics.
     """
-    if threads:
-        torch.set_num_threads(threads)
-    L.seed_everything(seed, workers=True)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = start_run(out_dir, seed, threads)
     dm = CharLMDataModule(corpus=corpus, path=path, seq_len=seq_len, batch_size=batch_size, seed=seed)
     dm.setup("fit")
     dm.save_split(out_dir / "split.json")

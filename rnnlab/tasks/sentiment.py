@@ -14,14 +14,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 import torchmetrics
 
 from ..data.sentiment import SentimentDataModule
 from ..models.classifier import PRESETS, SentimentClassifier
-from .common import RNNTask, train_and_test
+from .common import RNNTask, start_run, train_and_test
 
 
 class SentimentTask(RNNTask):
@@ -134,11 +133,7 @@ def fit(
     Writes ``out_dir/metrics.csv`` (the learning curve), ``split.json`` (seed, sizes, line numbers of each
     split), ``results.json`` and ``checkpoints/best.ckpt``. ``model_args`` go to :class:`SentimentTask`.
     """
-    if threads:
-        torch.set_num_threads(threads)
-    L.seed_everything(seed, workers=True)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = start_run(out_dir, seed, threads)
     dm = SentimentDataModule(domain=domain, path=path, seed=seed, batch_size=batch_size, min_freq=min_freq)
     dm.setup("fit")
     dm.save_split(out_dir / "split.json")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import lightning as L
 import sacrebleu
 import torch
 import torch.nn.functional as F
@@ -23,7 +22,7 @@ import torch.nn.functional as F
 from ..data.tokenizers import WordTokenizer
 from ..data.translation import TranslationDataModule
 from ..models.seq2seq import Seq2Seq
-from .common import RNNTask, train_and_test
+from .common import RNNTask, start_run, train_and_test
 
 
 class TranslationTask(RNNTask):
@@ -175,11 +174,7 @@ def fit(
     Writes ``out_dir/metrics.csv``, ``split.json``, ``results.json`` (with the copy-the-source baseline),
     ``test_output.tsv`` (source, reference, hypothesis) and ``checkpoints/best.ckpt``.
     """
-    if threads:
-        torch.set_num_threads(threads)
-    L.seed_everything(seed, workers=True)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = start_run(out_dir, seed, threads)
     dm = TranslationDataModule(path=path, seed=seed, batch_size=batch_size, min_freq=min_freq)
     dm.setup("fit")
     dm.save_split(out_dir / "split.json")

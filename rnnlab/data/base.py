@@ -1,0 +1,45 @@
+"""What the task DataModules share: one loader per stage, the recorded split, a length-bucketed loader."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from .batching import BucketBatchSampler
+
+
+class SplitDataModule(L.LightningDataModule):
+    """Base of the DataModules: subclasses build their seeded train/val/test split in ``setup`` and define
+    ``split_summary()`` (seed, sizes, where each split came from) and ``_loader(stage)``."""
+
+    def split_summary(self) -> dict:
+        raise NotImplementedError
+
+    def save_split(self, path: str | Path) -> None:
+        """Write ``split_summary()`` as JSON, so a run records exactly which examples it trained on."""
+        Path(path).write_text(json.dumps(self.split_summary()))
+
+    def _loader(self, stage: str) -> torch.utils.data.DataLoader:
+        raise NotImplementedError
+
+    def _bucketed_loader(
+        self, data: list, lengths: list[int], stage: str, collate: Callable
+    ) -> torch.utils.data.DataLoader:
+        """Batches of similar lengths (less padding), shuffled by seed and epoch for training only."""
+        sampler = BucketBatchSampler(lengths, self.batch_size, shuffle=stage == "train", seed=self.seed)
+        return torch.utils.data.DataLoader(
+            data, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers
+        )
+
+    def train_dataloader(self):
+        return self._loader("train")
+
+    def val_dataloader(self):
+        return self._loader("val")
+
+    def test_dataloader(self):
+        return self._loader("test")
