@@ -6,5 +6,5 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck disable=SC1091
 source "$root/scripts/setup.sh"
 cd "$root"
-ruff check rnnlab kernels tests
+ruff check rnnlab kernels hydra_plugins tests experiments
 python -m pytest "$@"
