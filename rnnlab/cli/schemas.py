@@ -60,6 +60,16 @@ class Domain(Enum):
     nyt = "nyt"
 
 
+class Attention(Enum):
+    luong = "luong"
+    bahdanau = "bahdanau"
+
+
+class Language(Enum):
+    de = "de"
+    en = "en"
+
+
 class Corpus(Enum):
     austen = "austen"
     abc = "abc"
@@ -103,6 +113,20 @@ class LanguageModelConfig(RecurrentConfig):
     tie_weights: bool = False
 
 
+@dataclass
+class Seq2SeqConfig(RecurrentConfig):
+    """rnnlab.tasks.TranslationTask (many-to-many: encoder-decoder, optional attention)."""
+
+    _target_: str = "rnnlab.tasks.TranslationTask"
+    bidirectional_encoder: bool = True
+    attention: Attention | None = Attention.luong
+    teacher_forcing: float = 1.0
+    beam_size: int = 4
+    length_penalty: float = 1.0
+    max_decode_len: int = 60
+    label_smoothing: float = 0.0
+
+
 # ---- data: the LightningDataModule (``_target_``) and its arguments ---------------------------------------
 
 
@@ -134,6 +158,21 @@ class CharLMDataConfig:
     num_workers: int = 0
 
 
+@dataclass
+class TranslationDataConfig:
+    _target_: str = "rnnlab.data.TranslationDataModule"
+    path: str | None = None
+    source: Language = Language.de
+    seed: int = II("seed")
+    split: list[float] = field(default_factory=lambda: [0.9, 0.05, 0.05])
+    batch_size: int = 64
+    min_freq: int = 2
+    max_vocab: int | None = None
+    lowercase: bool = False
+    max_len: int = 50
+    num_workers: int = 0
+
+
 # ---- optim: given to the task with the model arguments --------------------------------------------------
 
 
@@ -146,8 +185,16 @@ class OptimConfig:
 
 
 SCHEMAS: dict[str, dict[str, Any]] = {
-    "model": {"schema_classifier": ClassifierConfig, "schema_language_model": LanguageModelConfig},
-    "data": {"schema_sentiment": SentimentDataConfig, "schema_char_lm": CharLMDataConfig},
+    "model": {
+        "schema_classifier": ClassifierConfig,
+        "schema_language_model": LanguageModelConfig,
+        "schema_seq2seq": Seq2SeqConfig,
+    },
+    "data": {
+        "schema_sentiment": SentimentDataConfig,
+        "schema_char_lm": CharLMDataConfig,
+        "schema_translation": TranslationDataConfig,
+    },
     "optim": {"schema": OptimConfig},
 }
 

@@ -14,6 +14,7 @@ import rnnlab.experiment as ex
 from rnnlab.cli import eval as eval_cli
 from rnnlab.cli import sample as sample_cli
 from rnnlab.cli.callbacks import DivergedError
+from rnnlab.tasks import translation
 
 EXPERIMENTS = sorted(
     p.name[:-5] for p in (resources.files("rnnlab.conf") / "experiment").iterdir() if p.name.endswith(".yaml")
@@ -114,6 +115,16 @@ def test_generation_checkpoint_samples_text_and_tunes(tmp_path, capsys):
     sample_cli.main([metrics["best_checkpoint"], "--tune", "--key", "D", "--chars", "60"])
     out = capsys.readouterr().out
     assert "X:1\nT:Sample 1\nM:6/8\nL:1/8\nK:D\n" in out and "parses as ABC" in out
+
+
+def test_translation_checkpoint_translates_a_sentence(tmp_path, capsys):
+    cfg = tiny_cfg(tmp_path, "debug=limit", "trainer.max_epochs=1", experiment="translation_gru")
+    metrics, task = ex.train(cfg)
+    sample_cli.main([metrics["best_checkpoint"], "hund katze ."])
+    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    dm = task.trainer.datamodule
+    expected = translation.translate(task.model, dm.src_tokenizer, dm.tgt_tokenizer, ["hund katze ."])[0]
+    assert printed == expected  # the command line gives what the reloaded model gives in code
 
 
 def test_the_cli_rejects_a_bad_override_before_training(tmp_path):

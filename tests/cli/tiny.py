@@ -52,6 +52,19 @@ def write_abc(folder: Path) -> Path:
     return path
 
 
+def write_translation(folder: Path, rows: int = 120) -> Path:
+    """``de<TAB>en`` pairs over a five-word dictionary: word-for-word, learnable in a few steps."""
+    rng = random.Random(0)
+    words = {"hund": "dog", "katze": "cat", "haus": "house", "baum": "tree", "auto": "car"}
+    lines = ["de\ten"]
+    for _ in range(rows):
+        chosen = [rng.choice(list(words)) for _ in range(rng.randint(1, 5))]
+        lines.append(f"{' '.join(chosen)} .\t{' '.join(words[w] for w in chosen)} .")
+    path = folder / "tiny_pairs.tsv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def data_overrides(experiment: str, folder: Path) -> list[str]:
     """Overrides that make ``experiment`` read a tiny file of its kind in ``folder``, in small batches."""
     kind = experiment.split("_")[0]
@@ -61,6 +74,9 @@ def data_overrides(experiment: str, folder: Path) -> list[str]:
         return [f"data.path={write_text(folder)}", "data.batch_size=4", "data.seq_len=32"]
     if kind == "music":
         return [f"data.path={write_abc(folder)}", "data.batch_size=4", "data.seq_len=32"]
+    if kind == "translation":
+        overrides = [f"data.path={write_translation(folder)}", "data.batch_size=8", "data.min_freq=1"]
+        return overrides + ["model.hidden_size=16", "model.embedding_dim=8", "model.beam_size=2"]
     raise ValueError(f"no tiny data for {experiment}")
 
 

@@ -20,11 +20,12 @@ TASKS = {
     "article": "SentimentTask",
     "text": "LanguageModelTask",
     "music": "LanguageModelTask",
+    "translation": "TranslationTask",
 }
 
 
 def test_the_presets_cover_every_task_and_cell():
-    for kind in ("sentiment", "text", "music"):
+    for kind in ("sentiment", "text", "music", "translation"):
         for cell in ("rnn", "gru", "lstm"):
             assert f"{kind}_{cell}" in EXPERIMENTS
     assert "article_lstm" in EXPERIMENTS
