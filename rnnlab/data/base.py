@@ -32,8 +32,19 @@ class SplitDataModule(L.LightningDataModule):
         """Batches of similar lengths (less padding), shuffled by seed and epoch for training only."""
         sampler = BucketBatchSampler(lengths, self.batch_size, shuffle=stage == "train", seed=self.seed)
         return torch.utils.data.DataLoader(
-            data, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers
+            data,
+            batch_sampler=sampler,
+            collate_fn=collate,
+            num_workers=self.num_workers,
+            generator=self._generator(),
         )
+
+    def _generator(self) -> torch.Generator:
+        """A DataLoader draws a seed for its workers from this generator each time it is iterated. Without
+        one it draws from torch's global generator, so the dropout masks of training would depend on how
+        many loaders were iterated before: a run resumed from a checkpoint (no sanity check, no earlier
+        epochs) would then draw other masks than the uninterrupted run."""
+        return torch.Generator().manual_seed(self.seed)
 
     def train_dataloader(self):
         return self._loader("train")

@@ -171,7 +171,7 @@ class CharLMDataModule(SplitDataModule):
         chunks = StreamChunks(self.ids[stage], rows, self.seq_len)
         # batch_size=None: each item already is a batch; no shuffling, the order is what carries the state
         return torch.utils.data.DataLoader(
-            chunks, batch_size=None, shuffle=False, num_workers=self.num_workers
+            chunks, batch_size=None, shuffle=False, num_workers=self.num_workers, generator=self._generator()
         )
 
     def state_dict(self) -> dict:

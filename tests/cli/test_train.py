@@ -83,10 +83,8 @@ def test_command_line_run_fits_tests_and_says_where_everything_went(tmp_path):
 
 def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):
     # Whole epochs (a resumed run starts at an epoch boundary); test=false: the task keeps its final weights.
-    # Dropout off: with it on, the resumed run's dropout masks drift from the uninterrupted run's when the
-    # checkpoint is written at validation end (reported to the tasks' owner; RNNTask restores the RNG state).
+    # Dropout on (the default 0.5): the resumed run must draw the uninterrupted run's dropout masks.
     limit = ["debug=limit", "trainer.max_epochs=3", "trainer.limit_train_batches=1.0", "test=false"]
-    limit += ["model.dropout=0", "model.embedding_dropout=0"]
     _, full = ex.train(tiny_cfg(tmp_path, *limit, out="full"))
     _, cut = ex.train(tiny_cfg(tmp_path, *limit, "trainer.max_epochs=1", out="cut"))
     last = tmp_path / "cut" / "checkpoints" / "last.ckpt"
