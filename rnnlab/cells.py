@@ -18,6 +18,20 @@ from .reference import NONLINEARITIES
 class _Cell(backends.BackendSwitch):
     _cell: str
 
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        device=None,
+        dtype=None,
+        *,
+        backend: str = "auto",
+    ) -> None:
+        """The LSTMCell and GRUCell constructor: torch.nn's arguments, then ``backend``."""
+        super().__init__(input_size, hidden_size, bias, device=device, dtype=dtype)
+        self.backend = backend
+
     def extra_repr(self) -> str:
         return super().extra_repr() + f", backend={self.backend!r}"
 
@@ -74,40 +88,22 @@ class _Cell(backends.BackendSwitch):
 
 
 class LSTMCell(_Cell, nn.LSTMCell):
-    _cell = "lstm"
+    """torch.nn.LSTMCell with a ``backend`` switch: ``LSTMCell(input_size, hidden_size, bias=True, *,
+    backend="auto")``."""
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        bias: bool = True,
-        device=None,
-        dtype=None,
-        *,
-        backend: str = "auto",
-    ) -> None:
-        super().__init__(input_size, hidden_size, bias, device=device, dtype=dtype)
-        self.backend = backend
+    _cell = "lstm"
 
 
 class GRUCell(_Cell, nn.GRUCell):
-    _cell = "gru"
+    """torch.nn.GRUCell with a ``backend`` switch: ``GRUCell(input_size, hidden_size, bias=True, *,
+    backend="auto")``."""
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        bias: bool = True,
-        device=None,
-        dtype=None,
-        *,
-        backend: str = "auto",
-    ) -> None:
-        super().__init__(input_size, hidden_size, bias, device=device, dtype=dtype)
-        self.backend = backend
+    _cell = "gru"
 
 
 class RNNCell(_Cell, nn.RNNCell):
+    """torch.nn.RNNCell with ``nonlinearity`` tanh, relu or sigmoid and a ``backend`` switch."""
+
     _cell = "rnn"
 
     def __init__(
@@ -123,13 +119,9 @@ class RNNCell(_Cell, nn.RNNCell):
     ) -> None:
         if nonlinearity not in NONLINEARITIES:
             raise ValueError(f"nonlinearity must be one of {NONLINEARITIES}, got {nonlinearity!r}")
-        super().__init__(
-            input_size,
-            hidden_size,
-            bias,
-            "tanh" if nonlinearity == "sigmoid" else nonlinearity,
-            device=device,
-            dtype=dtype,
-        )
+        # torch.nn knows tanh and relu; a sigmoid cell has the parameters of a tanh one. (nn.RNNCell directly:
+        # _Cell's constructor is the LSTMCell/GRUCell one, without nonlinearity.)
+        base = "tanh" if nonlinearity == "sigmoid" else nonlinearity
+        nn.RNNCell.__init__(self, input_size, hidden_size, bias, base, device=device, dtype=dtype)
         self.nonlinearity = nonlinearity
         self.backend = backend
