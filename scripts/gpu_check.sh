@@ -10,7 +10,8 @@ set -uo pipefail
 out=${OUT:-/tmp/rnnlab-gpu}
 mkdir -p "$out"
 # shellcheck disable=SC1091
-source .device/setup.sh 2>&1 | tee "$out/setup.log"
+source .device/setup.sh > "$out/setup.log" 2>&1 || { cat "$out/setup.log"; exit 1; }  # not in a pipe: a
+cat "$out/setup.log"                                   # piped `source` would run in a subshell and lose its exports
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
 timeout 240 python -m pytest -m gpu tests -q -x -p no:cacheprovider 2>&1 | tail -40 | tee "$out/gpu-tests.log"
 quick=()
