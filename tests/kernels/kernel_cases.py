@@ -15,6 +15,9 @@ from rnnlab.kernels import rnn as rnn_kernels
 
 from rnnlab import kernels, reference
 
+# The interpreter runs the kernels on CPU tensors; with a GPU present (and no interpreter) the same cases
+# run compiled, on CUDA tensors.
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 # (rtol, atol) of the kernel against the float64 reference, scaled by max(1, max |reference|) for atol.
 # fp32: the dot is exact fp32 (interpreter) / "ieee" (GPU); only summation order differs.
@@ -37,7 +40,7 @@ class Case:
     bias: bool = True  # gru only: b_hh or None
 
 
-def draw_inputs(case: Case, device: str | torch.device = "cpu") -> dict[str, torch.Tensor | None]:
+def draw_inputs(case: Case, device: str | torch.device = DEVICE) -> dict[str, torch.Tensor | None]:
     """Fresh random inputs in float64, already rounded to case.dtype. W_hh ~ N(0, 1/H): gates neither
     saturate nor vanish, so every gradient path carries signal."""
     g, h, b = GATES[case.cell], case.hidden, case.batch
@@ -57,7 +60,7 @@ def draw_inputs(case: Case, device: str | torch.device = "cpu") -> dict[str, tor
     return inputs
 
 
-def draw_lengths(case: Case, device: str | torch.device = "cpu") -> torch.Tensor | None:
+def draw_lengths(case: Case, device: str | torch.device = DEVICE) -> torch.Tensor | None:
     """(B,) lengths in [0, T], drawn fresh; with B >= 3 one full-length row and one empty row included."""
     if not case.lengths:
         return None
@@ -104,7 +107,7 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtyp
     )
 
 
-def check(case: Case, device: str | torch.device = "cpu", block_h: int = 0) -> None:
+def check(case: Case, device: str | torch.device = DEVICE, block_h: int = 0) -> None:
     """Kernel against the float64 reference: outputs, final states, and the gradients of every input."""
     inputs = draw_inputs(case, device)
     lengths = draw_lengths(case, device)

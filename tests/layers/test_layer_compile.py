@@ -10,6 +10,7 @@ import rnnlab
 from rnnlab import backends
 
 pytestmark = pytest.mark.skipif(not backends.triton_available(), reason="triton cannot run here")
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # the interpreter on the CPU, compiled on a GPU
 
 
 class Tagger(torch.nn.Module):
@@ -26,8 +27,8 @@ class Tagger(torch.nn.Module):
 @pytest.mark.parametrize("cls", [rnnlab.LSTM, rnnlab.GRU, rnnlab.RNN], ids=["lstm", "gru", "rnn"])
 def test_compiled_model_matches_eager_with_fullgraph(cls, with_lengths):
     torch._dynamo.reset()
-    model = Tagger(cls)
-    x = torch.randn(3, 6, 4)
+    model = Tagger(cls).to(DEVICE)
+    x = torch.randn(3, 6, 4, device=DEVICE)
     lengths = torch.tensor([6, 2, 4]) if with_lengths else None
     eager = model(x, lengths)
     eager.sum().backward()
