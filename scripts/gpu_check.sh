@@ -13,7 +13,10 @@ mkdir -p "$out"
 source .device/setup.sh > "$out/setup.log" 2>&1 || { cat "$out/setup.log"; exit 1; }  # not in a pipe: a
 cat "$out/setup.log"                                   # piped `source` would run in a subshell and lose its exports
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
-timeout 240 python -m pytest -m gpu tests -q -x -p no:cacheprovider 2>&1 | tail -40 | tee "$out/gpu-tests.log"
+# Every kernel test compiled on CUDA (the gpu-marked large-H ones, and the interpreter's odd shapes), and the
+# layers on backend="triton", torch.compile included.
+timeout 300 python -m pytest tests/kernels tests/layers/test_triton_backend.py tests/layers/test_layer_compile.py \
+    -q -p no:cacheprovider 2>&1 | tail -40 | tee "$out/gpu-tests.log"
 quick=()
 [ "${GPU_CHECK_QUICK:-0}" = 1 ] && quick=(--quick)
 timeout 300 rnnlab-bench --device cuda "${quick[@]}" --markdown --csv "$out/bench-cuda.csv" \
