@@ -12,11 +12,12 @@ as ``missing``. Writes ``report.csv`` (every config key), ``report.md`` (the swe
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 from pathlib import Path
 from typing import Any
+
+from ..tasks.curves import write_csv
 
 METRIC_ORDER = ("test/", "val/")
 SUMMARY_KEYS = ("epochs", "steps", "train_seconds", "parameters")
@@ -95,16 +96,6 @@ def build_table(runs: list[dict], metric: str) -> tuple[list[dict], list[str], l
             row.setdefault(key, value)
         rows.append(row)
     return rows, swept, metric_keys
-
-
-def write_csv(rows: list[dict], path: Path) -> None:
-    keys: list[str] = []
-    for row in rows:
-        keys += [k for k in row if k not in keys]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def markdown(rows: list[dict], swept: list[str], metric_keys: list[str]) -> str:

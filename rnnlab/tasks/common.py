@@ -46,6 +46,16 @@ class RNNTask(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=0.5, patience=1)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": self.monitor}}
 
+    # One ``_step(batch, stage)`` serves every loop; a task whose evaluation differs overrides these.
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._step(batch, "test")
+
     def on_before_optimizer_step(self, optimizer) -> None:
         norms = grad_norm(self, norm_type=2)
         if norms:

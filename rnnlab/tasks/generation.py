@@ -88,15 +88,6 @@ class LanguageModelTask(RNNTask):
         self.log(f"{stage}/bpc", loss / math.log(2), on_step=False, on_epoch=True, batch_size=chars)
         return loss
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._step(batch, "test")
-
 
 def sample(
     model: LanguageModel,

@@ -101,15 +101,6 @@ class SentimentTask(RNNTask):
             self.log(f"{stage}/f1", f1, on_step=False, on_epoch=True, batch_size=size)
         return loss
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._step(batch, "test")
-
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self(batch["tokens"], batch["lengths"]).softmax(-1)
 
