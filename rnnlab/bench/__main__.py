@@ -1,6 +1,6 @@
 """rnnlab-bench: time the backends side by side, forward and forward+backward, over a grid of rows.
 
-    rnnlab-bench --quick --device cpu                      # about 2 minutes on 2 cores
+    rnnlab-bench --quick --device cpu                      # about 15 seconds on 2 cores
     rnnlab-bench --device cuda --csv bench-cuda.csv --plot bench-cuda.png
     python -m rnnlab.bench --cells lstm --dtypes bf16 --backends triton cudnn
 
@@ -32,7 +32,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu"
     )
     parser.add_argument(
-        "--quick", action="store_true", help="a small grid: ~2 min on a 2-core CPU, <3 on a GPU"
+        "--quick", action="store_true", help="a small grid: ~15 s on a 2-core CPU, <3 on a GPU"
     )
     parser.add_argument("--cells", nargs="+", choices=["lstm", "gru", "rnn"], default=["lstm", "gru", "rnn"])
     parser.add_argument(

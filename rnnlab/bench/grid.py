@@ -46,7 +46,7 @@ CUDA_SHAPES = {
 
 
 def grid(device: str, quick: bool, cells: list[str], dtypes: list[str] | None) -> list[Row]:
-    """quick on the CPU: the three target shapes in fp32 (about 2 minutes on 2 cores);
+    """quick on the CPU: the three target shapes in fp32 (about 15 seconds on 2 cores);
     full on the CPU adds bf16. On CUDA: the device README's rows, quick in fp32 and bf16 only."""
     if device == "cpu":
         chosen = dtypes or (["fp32"] if quick else ["fp32", "bf16"])
