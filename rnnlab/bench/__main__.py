@@ -74,17 +74,22 @@ def measure_row(row: Row, args) -> list[dict]:
     """Every backend on one row; errors are caught per backend and per measurement."""
     layer, x, grad_out = make_case(row, args.device)
     results = {
-        b: {"fwd_ms": math.nan, "fwd_bwd_ms": math.nan, "peak_mb": None, "error": None} for b in args.backends
+        b: {"fwd_ms": math.nan, "fwd_bwd_ms": math.nan, "peak_mb": None, "max_err": None, "error": None}
+        for b in args.backends
     }
-    fns = {}
+    fns, outputs = {}, {}
     for backend in args.backends:
         forward, forward_backward = steps_for(layer, backend, x, grad_out)
         try:  # one call each first: a backend that cannot run this row is reported, not timed
-            forward()
+            outputs[backend] = forward().float()
             forward_backward()
             fns[backend] = (forward, forward_backward)
         except Exception as err:  # noqa: BLE001 - any failure is reported in the row
             results[backend]["error"] = f"{type(err).__name__}: {err}".replace("\n", " ")
+    if "cudnn" in outputs:  # a fast wrong answer would be worthless: each output against torch.nn's
+        ref = outputs["cudnn"]
+        for backend, out in outputs.items():
+            results[backend]["max_err"] = relative_error(out, ref)
     if args.device == "cpu":
         warmup = 1 if args.quick else 2
         for kind, index in (("fwd_ms", 0), ("fwd_bwd_ms", 1)):
@@ -114,6 +119,12 @@ def measure_row(row: Row, args) -> list[dict]:
             }
         )
     return rows
+
+
+def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """max |out - ref| / max |ref| (NaN anywhere gives NaN)."""
+    scale = ref.abs().max().clamp_min(1e-30)
+    return float((out - ref).abs().max() / scale)
 
 
 def describe_device(device: str) -> str:

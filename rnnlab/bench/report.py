@@ -19,6 +19,7 @@ FIELDS = [
     "fwd_ratio",
     "fwd_bwd_ratio",
     "peak_mb",
+    "max_err",
     "error",
 ]
 
@@ -30,14 +31,15 @@ def _fmt(value, digits=2) -> str:
 
 
 COLUMNS = ["cell", "B", "T", "I", "H", "dtype", "backend"]
-COLUMNS += ["fwd ms", "x cudnn", "fwd+bwd ms", "x cudnn", "peak MB"]
+COLUMNS += ["fwd ms", "x cudnn", "fwd+bwd ms", "x cudnn", "peak MB", "max err"]
 
 
 def _values(r: dict) -> list[str]:
     """One result as the strings of COLUMNS."""
     shape = [str(r[k]) for k in ("cell", "batch", "steps", "input_size", "hidden", "dtype", "backend")]
     timings = [_fmt(r[k]) for k in ("fwd_ms", "fwd_ratio", "fwd_bwd_ms", "fwd_bwd_ratio")]
-    return shape + timings + [_fmt(r["peak_mb"], 1)]
+    err = r.get("max_err")
+    return shape + timings + [_fmt(r["peak_mb"], 1), "-" if err is None else f"{err:.1e}"]
 
 
 def _label(r: dict) -> str:

@@ -49,8 +49,9 @@ def test_bench_writes_table_csv_and_plot(tiny_grid, tmp_path, capsys):
     ]
     for r in rows:
         assert float(r["fwd_ms"]) > 0 and float(r["fwd_bwd_ms"]) > 0 and not r["error"]
+        assert float(r["max_err"]) < 1e-5  # every backend's output is checked against torch.nn's
         if r["backend"] == "cudnn":
-            assert float(r["fwd_ratio"]) == 1.0
+            assert float(r["fwd_ratio"]) == 1.0 and float(r["max_err"]) == 0.0
     assert out_png.stat().st_size > 1000
 
 
@@ -75,7 +76,7 @@ def test_a_failing_backend_is_reported_in_its_row_and_the_run_goes_on(tiny_grid,
     with out_csv.open() as handle:
         rows = {(r["cell"], r["backend"]): r for r in csv.DictReader(handle)}
     assert "boom on purpose" in rows[("lstm", "reference")]["error"]
-    assert rows[("lstm", "reference")]["fwd_ms"] == "nan"
+    assert rows[("lstm", "reference")]["fwd_ms"] == "nan" and rows[("lstm", "reference")]["max_err"] == ""
     assert not rows[("rnn", "reference")]["error"] and float(rows[("rnn", "reference")]["fwd_ms"]) > 0
 
 
