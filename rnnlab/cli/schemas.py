@@ -127,6 +127,20 @@ class Seq2SeqConfig(RecurrentConfig):
     label_smoothing: float = 0.0
 
 
+@dataclass
+class SyntheticConfig:
+    """rnnlab.tasks.AddingTask or CopyTask (the synthetic long-range tasks): inputs straight into the
+    recurrent layer (no embedding), a linear read-out at the answer steps."""
+
+    _target_: str = "rnnlab.tasks.AddingTask"
+    cell: Cell = Cell.lstm
+    nonlinearity: Nonlinearity = Nonlinearity.tanh
+    backend: Backend = Backend.auto
+    hidden_size: int = 64
+    num_layers: int = 1
+    spectral_radius: float | None = None
+
+
 # ---- data: the LightningDataModule (``_target_``) and its arguments ---------------------------------------
 
 
@@ -173,6 +187,28 @@ class TranslationDataConfig:
     num_workers: int = 0
 
 
+@dataclass
+class AddingDataConfig:
+    _target_: str = "rnnlab.data.AddingDataModule"
+    seq_len: int = 100
+    sizes: list[int] = field(default_factory=lambda: [10_000, 1_000, 1_000])
+    batch_size: int = 64
+    seed: int = II("seed")
+    num_workers: int = 0
+
+
+@dataclass
+class CopyDataConfig:
+    _target_: str = "rnnlab.data.CopyDataModule"
+    delay: int = 50
+    copy_len: int = 3
+    num_symbols: int = 8
+    sizes: list[int] = field(default_factory=lambda: [10_000, 1_000, 1_000])
+    batch_size: int = 64
+    seed: int = II("seed")
+    num_workers: int = 0
+
+
 # ---- optim: given to the task with the model arguments --------------------------------------------------
 
 
@@ -189,11 +225,14 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "schema_classifier": ClassifierConfig,
         "schema_language_model": LanguageModelConfig,
         "schema_seq2seq": Seq2SeqConfig,
+        "schema_synthetic": SyntheticConfig,
     },
     "data": {
         "schema_sentiment": SentimentDataConfig,
         "schema_char_lm": CharLMDataConfig,
         "schema_translation": TranslationDataConfig,
+        "schema_adding": AddingDataConfig,
+        "schema_copy": CopyDataConfig,
     },
     "optim": {"schema": OptimConfig},
 }

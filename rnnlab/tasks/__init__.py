@@ -3,6 +3,7 @@
 from .common import RNNTask
 from .generation import LanguageModelTask
 from .sentiment import SentimentTask
+from .synthetic import AddingTask, CopyTask
 from .translation import TranslationTask
 
-__all__ = ["LanguageModelTask", "RNNTask", "SentimentTask", "TranslationTask"]
+__all__ = ["AddingTask", "CopyTask", "LanguageModelTask", "RNNTask", "SentimentTask", "TranslationTask"]

@@ -77,6 +77,9 @@ def data_overrides(experiment: str, folder: Path) -> list[str]:
     if kind == "translation":
         overrides = [f"data.path={write_translation(folder)}", "data.batch_size=8", "data.min_freq=1"]
         return overrides + ["model.hidden_size=16", "model.embedding_dim=8", "model.beam_size=2"]
+    if kind in ("adding", "copy"):  # generated: only the sizes shrink
+        length = "data.seq_len=8" if kind == "adding" else "data.delay=4"
+        return [length, "data.sizes=[64,16,16]", "data.batch_size=16", "model.hidden_size=8"]
     raise ValueError(f"no tiny data for {experiment}")
 
 

@@ -21,11 +21,13 @@ TASKS = {
     "text": "LanguageModelTask",
     "music": "LanguageModelTask",
     "translation": "TranslationTask",
+    "adding": "AddingTask",
+    "copy": "CopyTask",
 }
 
 
 def test_the_presets_cover_every_task_and_cell():
-    for kind in ("sentiment", "text", "music", "translation"):
+    for kind in ("sentiment", "text", "music", "translation", "adding", "copy"):
         for cell in ("rnn", "gru", "lstm"):
             assert f"{kind}_{cell}" in EXPERIMENTS
     assert "article_lstm" in EXPERIMENTS
