@@ -1,14 +1,15 @@
 """What the three fused recurrences share: availability, block sizes, activations, and small torch helpers.
 
-Design in one paragraph (details in experiments/kernels/README.md). One program per tile of BLOCK_B = 16 batch
-rows runs all T steps in one launch; the programs never talk to each other. When the recurrent weight fits on
-chip (G * BH^2 <= ON_CHIP_ELEMENTS, BH = H padded to a power of two >= 16) it is loaded once, before the time
-loop, and the state stays in registers ("on-chip" path). Otherwise the weight is re-read from global memory
-(L2) every step in BLOCK_N x BLOCK_K tiles, and the state round-trips through a small fp32 scratch buffer with
-a ``tl.debug_barrier()`` between one step's writes and the next step's reads ("tiled" path). The state is fp32
-in both; the dot operands are in the input dtype, accumulated in fp32. Each cell module registers its
-launchers as torch.library custom ops (``rnnlab::<cell>_fwd`` / ``_bwd``, with fake functions and autograd),
-so torch.compile traces them with fullgraph=True.
+Design in one paragraph (details in experiments/kernels/README.md). All T steps run in one launch. When the
+recurrent weight fits on chip (G * BH^2 <= ON_CHIP_ELEMENTS, BH = H padded to a power of two >= 16), one
+program per tile of 16 batch rows loads it once, before the time loop, and keeps the state in registers
+("on-chip" path). Otherwise ("tiled" path) the H output columns of each batch tile (16 to 64 rows) are split
+across up to one program per SM: each program re-reads its columns of W_hh from L2 every step in
+BLOCK_K x BLOCK_N tiles, reads the whole previous state from a small fp32 scratch buffer, writes its own
+columns, and the programs of a batch tile meet at a grid barrier before the next step (``Plan``,
+``device.step_sync``). The state is fp32 in both; the dot operands are in the input dtype, accumulated in
+fp32. Each cell module registers its launchers as torch.library custom ops (``rnnlab::<cell>_fwd`` /
+``_bwd``, with fake functions and autograd), so torch.compile traces them with fullgraph=True.
 
 This module does not import Triton at import time, so ``rnnlab.kernels.supports``/``available`` work anywhere.
 """
@@ -18,13 +19,16 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+from dataclasses import dataclass
 
 import torch
 
-BLOCK_B = 16  # batch rows per program; tl.dot needs M >= 16, so smaller batches are padded (masked)
+BLOCK_B = 16  # batch rows per program on chip; tl.dot needs M >= 16, so smaller batches are padded (masked)
+MAX_BLOCK_B = 64  # the tiled path takes up to this many rows per program (fewer re-reads of W_hh per step)
 ON_CHIP_ELEMENTS = 16384  # G * BH^2 bound for keeping W_hh on chip: LSTM to H=64, GRU to 64, RNN to 128
-TILE_N, TILE_K = 64, 32  # tiles of the tiled path: output columns x reduction
+TILE_NS = (16, 32, 64)  # tiled path: output columns per tile, the smallest that keeps the grid on the SMs
 MAX_HIDDEN = 16384  # int32 offsets into W_hh (G*H*H) stay below 2^31 up to here
+INTERPRETER_SMS = 4  # programs per batch tile under the interpreter: enough to exercise the split path
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 CELLS = ("lstm", "gru", "rnn")
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
@@ -74,41 +78,111 @@ def supports(cell: str, hidden_size: int, dtype: torch.dtype, device: torch.devi
     )
 
 
-def choose_blocks(gates: int, hidden: int, block_h: int = 0) -> tuple[int, int, bool]:
-    """(BLOCK_N, BLOCK_K, on_chip) for a cell with ``gates`` gates of width ``hidden``.
+@dataclass(frozen=True)
+class Plan:
+    """How one forward or backward call is launched.
+
+    grid = (batch tiles, column programs). On chip: one program per batch tile, one launch. Tiled: the H
+    output columns of each batch tile are split across ``grid[1]`` programs (tiles of BLOCK_N columns, dealt
+    round-robin); every step each reads the whole previous state and writes its own columns. Programs of a
+    batch tile then meet at a grid barrier (``sync``: one launch for all T steps, possible on a GPU because
+    the grid is sized to fit the SMs at once), or, under the interpreter (which runs programs one after
+    another) or with RNNLAB_GRID_SYNC=0, each step is its own launch (the launch boundary is the barrier).
+    """
+
+    grid: tuple[int, int]
+    meta: dict
+    sync: bool
+
+    @property
+    def one_launch(self) -> bool:
+        return self.sync or self.grid[1] == 1
+
+
+def num_sms(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return INTERPRETER_SMS
+
+
+def grid_sync_allowed() -> bool:
+    """A switch for debugging: RNNLAB_GRID_SYNC=0 launches the split path step by step instead."""
+    return not interpreted() and os.environ.get("RNNLAB_GRID_SYNC", "1") != "0"
+
+
+def plan(
+    gates: int, hidden: int, batch: int, dtype: torch.dtype, device: torch.device, block_h: int = 0
+) -> Plan:
+    """The launch plan of a cell with ``gates`` gates of width ``hidden`` over ``batch`` rows.
 
     ``block_h`` > 0 forces square tiles of that size (a power of two >= 16; tests use it to run the tiled
     path at small H); the on-chip path is taken when one tile covers H.
     """
     padded = max(16, triton_next_power_of_2(hidden))
-    if block_h:
-        if block_h < 16 or block_h & (block_h - 1):
-            raise ValueError(f"block_h must be a power of two >= 16, got {block_h}")
-        return (padded, padded, True) if block_h >= padded else (block_h, block_h, False)
-    if gates * padded * padded <= ON_CHIP_ELEMENTS:
-        return padded, padded, True
-    return TILE_N, TILE_K, False
-
-
-def num_warps_for(gates: int, block_n: int, block_k: int, on_chip: bool) -> int:
-    """4 warps, 8 once the on-chip weight passes 8K elements (keeps it near 64 registers a thread)."""
-    return 8 if on_chip and gates * block_n * block_k > 8192 else 4
-
-
-def launch_config(gates: int, hidden: int, batch: int, dtype: torch.dtype, block_h: int = 0):
-    """(grid, meta-parameters) of a cell's forward and backward launches: one program per BLOCK_B rows."""
-    block_n, block_k, on_chip = choose_blocks(gates, hidden, block_h)
-    grid = ((batch + BLOCK_B - 1) // BLOCK_B,)
+    if block_h and (block_h < 16 or block_h & (block_h - 1)):
+        raise ValueError(f"block_h must be a power of two >= 16, got {block_h}")
+    on_chip = block_h >= padded if block_h else gates * padded * padded <= ON_CHIP_ELEMENTS
+    if on_chip:
+        block_b, block_n, block_k, n_progs = BLOCK_B, padded, padded, 1
+        b_tiles = -(-batch // block_b)
+    else:
+        block_b = BLOCK_B if block_h else min(MAX_BLOCK_B, max(BLOCK_B, triton_next_power_of_2(batch)))
+        b_tiles = -(-batch // block_b)
+        per_tile = max(1, num_sms(device) // b_tiles)  # programs of one batch tile that fit beside the rest
+        if block_h:
+            block_n = block_k = block_h
+        else:
+            block_n = next((n for n in TILE_NS if -(-hidden // n) <= per_tile), TILE_NS[-1])
+            block_k = 64 if block_b == BLOCK_B else 32  # chosen on the compiler's register report (sm_90)
+        n_progs = min(-(-hidden // block_n), per_tile)
     meta = dict(
         ON_CHIP=on_chip,
-        BLOCK_B=BLOCK_B,
+        BLOCK_B=block_b,
         BLOCK_N=block_n,
         BLOCK_K=block_k,
         PRECISION=dot_precision(dtype),
         UPCAST=interpreted() and dtype == torch.bfloat16,  # see kernels/device.py: dot
-        num_warps=num_warps_for(gates, block_n, block_k, on_chip),
     )
-    return grid, meta
+    if on_chip:
+        meta["num_warps"] = 8 if gates * block_n * block_k > 8192 else 4
+    else:  # the reduction loop's loads are pipelined one tile ahead
+        meta.update({"num_warps": 8, "num_stages": 2, **_tile_override()})
+    return Plan((b_tiles, n_progs), meta, sync=n_progs > 1 and grid_sync_allowed())
+
+
+def _tile_override() -> dict:
+    """RNNLAB_TILE="BLOCK_K,num_warps,num_stages" replaces the tiled path's choice: a knob for tuning runs
+    (see experiments/kernels/README.md), not for normal use."""
+    spec = os.environ.get("RNNLAB_TILE")
+    if not spec:
+        return {}
+    try:
+        block_k, warps, stages = (int(v) for v in spec.split(","))
+    except ValueError:
+        raise ValueError(
+            f"RNNLAB_TILE must be 'BLOCK_K,num_warps,num_stages' integers, got {spec!r}"
+        ) from None
+    return dict(BLOCK_K=block_k, num_warps=warps, num_stages=stages)
+
+
+def launch(kernel, plan: Plan, steps: int, args: tuple, phased: bool = False, **constexprs) -> None:
+    """Run ``kernel[grid](*args, counter, S0, STEPS, **constexprs, **meta)`` over all ``steps``.
+
+    ``phased`` (the backward kernels): a step has two phases with a barrier between them, so a step-by-step
+    launch runs PHASE1 and PHASE2 as two launches."""
+    grid, meta = plan.grid, plan.meta
+    phases = dict(PHASE1=True, PHASE2=True) if phased else {}
+    if plan.one_launch:
+        device = args[0].device
+        counter = torch.zeros(grid[0], dtype=torch.int32, device=device) if plan.sync else None
+        kernel[grid](*args, counter, 0, steps, SYNC=plan.sync, **phases, **constexprs, **meta)
+        return
+    for s in range(steps):
+        if phased:
+            kernel[grid](*args, None, s, 1, SYNC=False, PHASE1=True, PHASE2=False, **constexprs, **meta)
+            kernel[grid](*args, None, s, 1, SYNC=False, PHASE1=False, PHASE2=True, **constexprs, **meta)
+        else:
+            kernel[grid](*args, None, s, 1, SYNC=False, **constexprs, **meta)
 
 
 def triton_next_power_of_2(n: int) -> int:
@@ -116,12 +190,15 @@ def triton_next_power_of_2(n: int) -> int:
 
 
 def dot_precision(dtype: torch.dtype) -> str:
-    """``input_precision`` for tl.dot. fp32 follows torch's own matmul switch: "ieee" (exact fp32, the
-    default, matching the reference) unless ``torch.set_float32_matmul_precision("high")`` allows TF32,
-    as it does for torch matmuls. bf16/fp16 operands ignore it. (The interpreter computes dots exactly.)"""
-    if dtype == torch.float32 and torch.get_float32_matmul_precision() != "highest":
-        return "tf32"
-    return "ieee"
+    """``input_precision`` for tl.dot on fp32 operands, following torch's matmul switch.
+
+    "highest" (torch's default) gives "tf32x3": each product split into three TF32 tensor-core products
+    (hi*hi + hi*lo + lo*hi), accurate to about fp32's own rounding, many times faster than the FMA loop of
+    "ieee". ``torch.set_float32_matmul_precision("high")`` or ``"medium"`` allows plain TF32, as it does for
+    torch matmuls. bf16/fp16 operands ignore it. (The interpreter computes dots exactly.)"""
+    if dtype != torch.float32:
+        return "ieee"
+    return "tf32x3" if torch.get_float32_matmul_precision() == "highest" else "tf32"
 
 
 def device_guard(tensor: torch.Tensor):

@@ -92,3 +92,22 @@ def dot(a, b, acc, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
     else:
         out = tl.dot(a, b, acc, input_precision=PRECISION)
     return out
+
+
+@triton.jit
+def step_sync(counter, target, SYNC: tl.constexpr):
+    """End of a step's writes: every thread of this program, and with SYNC every program of this batch tile
+    (``counter`` holds one int32 arrival count per batch tile, zeroed before the launch; ``target`` = the
+    arrivals expected so far), has stored its part of the state before anyone reads it.
+
+    The increment is a release and the polling an acquire at GPU scope, so the stores before the barrier
+    are visible to the loads after it (those read with .cg, from L2). Scalar atomics run on one thread per
+    program. The launcher keeps the grid within the SM count, so every program waited for is resident."""
+    tl.debug_barrier()
+    if SYNC:
+        arrivals = counter + tl.program_id(0)
+        tl.atomic_add(arrivals, 1, sem="release", scope="gpu")
+        seen = tl.atomic_add(arrivals, 0, sem="acquire", scope="gpu")
+        while seen < target:
+            seen = tl.atomic_add(arrivals, 0, sem="acquire", scope="gpu")
+        tl.debug_barrier()

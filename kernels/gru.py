@@ -20,7 +20,7 @@ import triton.language as tl
 from torch import Tensor
 
 from . import common
-from .device import dot, load_w_tile, load_wt_tile, sigmoid, step_validity, tanh, time_index
+from .device import dot, load_w_tile, load_wt_tile, sigmoid, step_sync, step_validity, tanh, time_index
 
 
 @triton.jit
@@ -52,9 +52,10 @@ def _gru_fwd_cell(
     return h
 
 
-@triton.jit(do_not_specialize=["T"])
+@triton.jit(do_not_specialize=["T", "S0", "STEPS"])
 def _gru_fwd_kernel(
-    gx, w, b, lengths, out, saved, h_buf, T, B, H,
+    gx, w, b, lengths, out, saved, h_buf, T, B, H, counter, S0, STEPS,
+    SYNC: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, SAVE: tl.constexpr,
     ON_CHIP: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     PRECISION: tl.constexpr,
@@ -85,14 +86,16 @@ def _gru_fwd_kernel(
             )
         tl.store(h_buf + (T % 2) * B * H + off, h, mask=mask)
     else:
+        # This program's column tiles of every gate (see common.Plan); h_{t-1} read from L2 (.cg).
         offs_n = tl.arange(0, BLOCK_N)
         offs_k = tl.arange(0, BLOCK_K)
-        for s in range(T):
+        n_first, n_step = tl.program_id(1) * BLOCK_N, tl.num_programs(1) * BLOCK_N
+        for s in range(S0, S0 + STEPS):
             t = time_index(s, T, REVERSE)
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
             h_read = h_buf + (s % 2) * B * H
             h_write = h_buf + ((s + 1) % 2) * B * H
-            for n0 in range(0, H, BLOCK_N):
+            for n0 in range(n_first, H, n_step):
                 cols = n0 + offs_n
                 acc_r = tl.zeros((BLOCK_B, BLOCK_N), tl.float32)
                 acc_z = tl.zeros((BLOCK_B, BLOCK_N), tl.float32)
@@ -114,7 +117,7 @@ def _gru_fwd_kernel(
                     gx, b, out, saved, t, B, H, rows, cols, acc_r, acc_z, acc_n, h_prev, valid, HAS_BIAS, SAVE
                 )
                 tl.store(h_write + off, h, mask=mask)
-            tl.debug_barrier()  # this step's h is visible to every thread before the next step reads it
+            step_sync(counter, (s + 1) * tl.num_programs(1), SYNC)  # h_t complete before step s + 1 reads it
 
 
 @triton.jit
@@ -156,9 +159,10 @@ def _gru_bwd_cell(
     return d_r, d_z, d_hn, dh_bypass
 
 
-@triton.jit(do_not_specialize=["T"])
+@triton.jit(do_not_specialize=["T", "S0", "STEPS"])
 def _gru_bwd_kernel(
-    w, saved, out, h0, lengths, d_out, d_gx, d_ghn, dh_buf, T, B, H,
+    w, saved, out, h0, lengths, d_out, d_gx, d_ghn, dh_buf, T, B, H, counter, S0, STEPS,
+    SYNC: tl.constexpr, PHASE1: tl.constexpr, PHASE2: tl.constexpr,
     HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, ON_CHIP: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
     UPCAST: tl.constexpr,
@@ -191,44 +195,47 @@ def _gru_bwd_kernel(
     else:
         offs_n = tl.arange(0, BLOCK_N)
         offs_k = tl.arange(0, BLOCK_K)
-        for r in range(T):
+        n_first, n_step = tl.program_id(1) * BLOCK_N, tl.num_programs(1) * BLOCK_N
+        for r in range(S0, S0 + STEPS):
             s = T - 1 - r
             t = time_index(s, T, REVERSE)
             t_prev = time_index(tl.maximum(s - 1, 0), T, REVERSE)
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
-            # Phase 1, tile by tile: gate gradients to global memory; dh_buf keeps the bypass part.
-            for n0 in range(0, H, BLOCK_N):
-                cols = n0 + offs_n
-                mask = row_mask[:, None] & (cols < H)[None, :]
-                off = rows[:, None] * H + cols[None, :]
-                dh = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
-                _, _, _, dh_bypass = _gru_bwd_cell(
-                    saved, out, h0, lengths, d_out, d_gx, d_ghn, t, t_prev, s > 0, B, H, rows, cols, dh,
-                    valid, HAS_LENGTHS,
-                )  # fmt: skip
-                tl.store(dh_buf + off, dh_bypass, mask=mask)
-            tl.debug_barrier()
-            # Phase 2: dh_{t-1} = bypass + [d_r, d_z, d gh_n] (B, 3H) @ W_hh (3H, H), read back in K tiles.
-            for n0 in range(0, H, BLOCK_N):
-                cols = n0 + offs_n
-                mask = row_mask[:, None] & (cols < H)[None, :]
-                off = rows[:, None] * H + cols[None, :]
-                acc = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
-                for k0 in range(0, H, BLOCK_K):
-                    ks = k0 + offs_k
-                    k_mask = row_mask[:, None] & (ks < H)[None, :]
-                    row = t.to(tl.int64) * B + rows[:, None]
-                    x_off = row * 3 * H + ks[None, :]
-                    d_r = tl.load(d_gx + x_off, mask=k_mask, other=0.0, cache_modifier=".cg")
-                    d_z = tl.load(d_gx + x_off + H, mask=k_mask, other=0.0, cache_modifier=".cg")
-                    d_hn = tl.load(
-                        d_ghn + row * H + ks[None, :], mask=k_mask, other=0.0, cache_modifier=".cg"
-                    )
-                    acc = dot(d_r, load_w_tile(w, H, 0, ks, cols), acc, PRECISION, UPCAST)
-                    acc = dot(d_z, load_w_tile(w, H, 1, ks, cols), acc, PRECISION, UPCAST)
-                    acc = dot(d_hn, load_w_tile(w, H, 2, ks, cols), acc, PRECISION, UPCAST)
-                tl.store(dh_buf + off, acc, mask=mask)
-            tl.debug_barrier()
+            if PHASE1:  # this program's columns: gate gradients to global memory; dh_buf keeps the bypass
+                for n0 in range(n_first, H, n_step):
+                    cols = n0 + offs_n
+                    mask = row_mask[:, None] & (cols < H)[None, :]
+                    off = rows[:, None] * H + cols[None, :]
+                    dh = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
+                    _, _, _, dh_bypass = _gru_bwd_cell(
+                        saved, out, h0, lengths, d_out, d_gx, d_ghn, t, t_prev, s > 0, B, H, rows, cols, dh,
+                        valid, HAS_LENGTHS,
+                    )  # fmt: skip
+                    tl.store(dh_buf + off, dh_bypass, mask=mask)
+            step_sync(counter, (r + 1) * tl.num_programs(1), SYNC)  # all gate gradients of t written
+            if (
+                PHASE2
+            ):  # dh_{t-1} = bypass + [d_r, d_z, d gh_n] (B, 3H) @ W_hh (3H, H), this program's columns
+                for n0 in range(n_first, H, n_step):
+                    cols = n0 + offs_n
+                    mask = row_mask[:, None] & (cols < H)[None, :]
+                    off = rows[:, None] * H + cols[None, :]
+                    acc = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
+                    for k0 in range(0, H, BLOCK_K):
+                        ks = k0 + offs_k
+                        k_mask = row_mask[:, None] & (ks < H)[None, :]
+                        row = t.to(tl.int64) * B + rows[:, None]
+                        x_off = row * 3 * H + ks[None, :]
+                        d_r = tl.load(d_gx + x_off, mask=k_mask, other=0.0, cache_modifier=".cg")
+                        d_z = tl.load(d_gx + x_off + H, mask=k_mask, other=0.0, cache_modifier=".cg")
+                        d_hn = tl.load(
+                            d_ghn + row * H + ks[None, :], mask=k_mask, other=0.0, cache_modifier=".cg"
+                        )
+                        acc = dot(d_r, load_w_tile(w, H, 0, ks, cols), acc, PRECISION, UPCAST)
+                        acc = dot(d_z, load_w_tile(w, H, 1, ks, cols), acc, PRECISION, UPCAST)
+                        acc = dot(d_hn, load_w_tile(w, H, 2, ks, cols), acc, PRECISION, UPCAST)
+                    tl.store(dh_buf + off, acc, mask=mask)
+                tl.debug_barrier()
 
 
 @torch.library.custom_op("rnnlab::gru_fwd", mutates_args=())
@@ -250,13 +257,13 @@ def _gru_fwd(
     saved = common.new_buffer((steps, batch, 4 * hidden) if save else (0,), gx.dtype, gx.device)
     h_buf = h0.to(torch.float32).expand(2, batch, hidden).contiguous()  # (2, B, H) fp32
     if steps > 0 and batch > 0:
-        grid, meta = common.launch_config(3, hidden, batch, gx.dtype, block_h)
+        plan = common.plan(3, hidden, batch, gx.dtype, gx.device, block_h)
+        bias = None if b_hh is None else b_hh.contiguous()
+        args = (gx, w_hh, bias, lengths, out, saved if save else None, h_buf, steps, batch, hidden)
         with common.device_guard(gx):
-            _gru_fwd_kernel[grid](
-                gx, w_hh, None if b_hh is None else b_hh.contiguous(), lengths, out, saved if save else None,
-                h_buf, steps, batch, hidden,
+            common.launch(
+                _gru_fwd_kernel, plan, steps, args,
                 HAS_BIAS=b_hh is not None, HAS_LENGTHS=lengths is not None, REVERSE=reverse, SAVE=save,
-                **meta,
             )  # fmt: skip
     return out, h_buf[steps % 2].to(gx.dtype, copy=True), saved
 
@@ -280,12 +287,12 @@ def _gru_bwd(
     d_ghn = common.new_buffer((steps, batch, hidden), out.dtype, out.device)
     dh_buf = d_hn.to(torch.float32).clone().contiguous()
     if steps > 0 and batch > 0:
-        grid, meta = common.launch_config(3, hidden, batch, out.dtype, block_h)
+        plan = common.plan(3, hidden, batch, out.dtype, out.device, block_h)
+        args = (w_hh, saved, out.contiguous(), h0.contiguous(), lengths, d_out, d_gx, d_ghn, dh_buf)
         with common.device_guard(out):
-            _gru_bwd_kernel[grid](
-                w_hh, saved, out.contiguous(), h0.contiguous(), lengths, d_out, d_gx, d_ghn, dh_buf,
-                steps, batch, hidden,
-                HAS_LENGTHS=lengths is not None, REVERSE=reverse, **meta,
+            common.launch(
+                _gru_bwd_kernel, plan, steps, (*args, steps, batch, hidden), phased=True,
+                HAS_LENGTHS=lengths is not None, REVERSE=reverse,
             )  # fmt: skip
     return d_gx, d_ghn, dh_buf.to(d_hn.dtype, copy=True)
 

@@ -20,7 +20,7 @@ import triton.language as tl
 from torch import Tensor
 
 from . import common
-from .device import dot, load_w_tile, load_wt_tile, sigmoid, step_validity, tanh, time_index
+from .device import dot, load_w_tile, load_wt_tile, sigmoid, step_sync, step_validity, tanh, time_index
 
 
 @triton.jit
@@ -51,10 +51,11 @@ def _lstm_fwd_cell(
     return h, c
 
 
-@triton.jit(do_not_specialize=["T"])
+@triton.jit(do_not_specialize=["T", "S0", "STEPS"])
 def _lstm_fwd_kernel(
-    gx, w, lengths, out, gates, cells, h_buf, c_buf, T, B, H,
-    HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, SAVE: tl.constexpr, ON_CHIP: tl.constexpr,
+    gx, w, lengths, out, gates, cells, h_buf, c_buf, T, B, H, counter, S0, STEPS,
+    SYNC: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, SAVE: tl.constexpr,
+    ON_CHIP: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
     UPCAST: tl.constexpr,
 ):  # fmt: skip
@@ -89,15 +90,17 @@ def _lstm_fwd_kernel(
         tl.store(c_buf + off, c, mask=mask)
     else:
         # W_hh re-read every step in (BLOCK_K, BLOCK_N) tiles; h_{t-1} comes from the scratch slot written
-        # by the previous step (.cg: read from L2, where this program's own stores went).
+        # by the previous step (.cg: read from L2, where every program's stores went). This program owns the
+        # column tiles n0 = pid_n * BLOCK_N + j * (programs) * BLOCK_N of every gate (see common.Plan).
         offs_n = tl.arange(0, BLOCK_N)
         offs_k = tl.arange(0, BLOCK_K)
-        for s in range(T):
+        n_first, n_step = tl.program_id(1) * BLOCK_N, tl.num_programs(1) * BLOCK_N
+        for s in range(S0, S0 + STEPS):
             t = time_index(s, T, REVERSE)
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
             h_read = h_buf + (s % 2) * B * H
             h_write = h_buf + ((s + 1) % 2) * B * H
-            for n0 in range(0, H, BLOCK_N):
+            for n0 in range(n_first, H, n_step):
                 cols = n0 + offs_n
                 acc_i = tl.zeros((BLOCK_B, BLOCK_N), tl.float32)
                 acc_f = tl.zeros((BLOCK_B, BLOCK_N), tl.float32)
@@ -124,7 +127,7 @@ def _lstm_fwd_kernel(
                 )  # fmt: skip
                 tl.store(h_write + off, h, mask=mask)
                 tl.store(c_buf + off, c, mask=mask)
-            tl.debug_barrier()  # this step's h and c are visible to every thread before the next step reads
+            step_sync(counter, (s + 1) * tl.num_programs(1), SYNC)  # h_t complete before step s + 1 reads it
 
 
 @triton.jit
@@ -163,9 +166,10 @@ def _lstm_bwd_cell(
     return d_i, d_f, d_g, d_o, dh_bypass, dc
 
 
-@triton.jit(do_not_specialize=["T"])
+@triton.jit(do_not_specialize=["T", "S0", "STEPS"])
 def _lstm_bwd_kernel(
-    w, gates, cells, c0, lengths, d_out, d_gates, dh_buf, dc_buf, T, B, H,
+    w, gates, cells, c0, lengths, d_out, d_gates, dh_buf, dc_buf, T, B, H, counter, S0, STEPS,
+    SYNC: tl.constexpr, PHASE1: tl.constexpr, PHASE2: tl.constexpr,
     HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, ON_CHIP: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
     UPCAST: tl.constexpr,
@@ -201,39 +205,42 @@ def _lstm_bwd_kernel(
     else:
         offs_n = tl.arange(0, BLOCK_N)
         offs_k = tl.arange(0, BLOCK_K)
-        for r in range(T):
+        n_first, n_step = tl.program_id(1) * BLOCK_N, tl.num_programs(1) * BLOCK_N
+        for r in range(S0, S0 + STEPS):
             s = T - 1 - r
             t = time_index(s, T, REVERSE)
             t_prev = time_index(tl.maximum(s - 1, 0), T, REVERSE)  # in bounds; unused when s == 0
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
-            # Phase 1, tile by tile: dG[t] to global memory; dh_buf keeps the bypass part of dh_{t-1}.
-            for n0 in range(0, H, BLOCK_N):
-                cols = n0 + offs_n
-                mask = row_mask[:, None] & (cols < H)[None, :]
-                off = rows[:, None] * H + cols[None, :]
-                dh = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
-                dc = tl.load(dc_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
-                _, _, _, _, dh_bypass, dc = _lstm_bwd_cell(
-                    gates, cells, c0, d_out, d_gates, t, t_prev, s > 0, B, H, rows, cols, dh, dc, valid
-                )
-                tl.store(dh_buf + off, dh_bypass, mask=mask)
-                tl.store(dc_buf + off, dc, mask=mask)
-            tl.debug_barrier()
-            # Phase 2: dh_{t-1} = bypass + dG[t] (B, 4H) @ W_hh (4H, H), reading dG[t] back in K tiles.
-            for n0 in range(0, H, BLOCK_N):
-                cols = n0 + offs_n
-                mask = row_mask[:, None] & (cols < H)[None, :]
-                off = rows[:, None] * H + cols[None, :]
-                acc = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
-                for k0 in range(0, H, BLOCK_K):
-                    ks = k0 + offs_k
-                    k_mask = row_mask[:, None] & (ks < H)[None, :]
-                    k_off = (t.to(tl.int64) * B + rows[:, None]) * 4 * H + ks[None, :]
-                    for gate in tl.static_range(4):
-                        dg = tl.load(d_gates + k_off + gate * H, mask=k_mask, other=0.0, cache_modifier=".cg")
-                        acc = dot(dg, load_w_tile(w, H, gate, ks, cols), acc, PRECISION, UPCAST)
-                tl.store(dh_buf + off, acc, mask=mask)
-            tl.debug_barrier()
+            if PHASE1:  # this program's columns: dG[t] to global memory, dh_buf keeps the bypass of dh_{t-1}
+                for n0 in range(n_first, H, n_step):
+                    cols = n0 + offs_n
+                    mask = row_mask[:, None] & (cols < H)[None, :]
+                    off = rows[:, None] * H + cols[None, :]
+                    dh = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
+                    dc = tl.load(dc_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
+                    _, _, _, _, dh_bypass, dc = _lstm_bwd_cell(
+                        gates, cells, c0, d_out, d_gates, t, t_prev, s > 0, B, H, rows, cols, dh, dc, valid
+                    )
+                    tl.store(dh_buf + off, dh_bypass, mask=mask)
+                    tl.store(dc_buf + off, dc, mask=mask)
+            step_sync(counter, (r + 1) * tl.num_programs(1), SYNC)  # all of dG[t] written before it is read
+            if PHASE2:  # dh_{t-1} = bypass + dG[t] (B, 4H) @ W_hh (4H, H), this program's columns
+                for n0 in range(n_first, H, n_step):
+                    cols = n0 + offs_n
+                    mask = row_mask[:, None] & (cols < H)[None, :]
+                    off = rows[:, None] * H + cols[None, :]
+                    acc = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
+                    for k0 in range(0, H, BLOCK_K):
+                        ks = k0 + offs_k
+                        k_mask = row_mask[:, None] & (ks < H)[None, :]
+                        k_off = (t.to(tl.int64) * B + rows[:, None]) * 4 * H + ks[None, :]
+                        for gate in tl.static_range(4):
+                            dg = tl.load(
+                                d_gates + k_off + gate * H, mask=k_mask, other=0.0, cache_modifier=".cg"
+                            )
+                            acc = dot(dg, load_w_tile(w, H, gate, ks, cols), acc, PRECISION, UPCAST)
+                    tl.store(dh_buf + off, acc, mask=mask)
+                tl.debug_barrier()
 
 
 @torch.library.custom_op("rnnlab::lstm_fwd", mutates_args=())
@@ -258,12 +265,12 @@ def _lstm_fwd(
     h_buf = h0.to(torch.float32).expand(2, batch, hidden).contiguous()  # (2, B, H) fp32
     c_buf = c0.to(torch.float32).clone().contiguous()  # (B, H) fp32
     if steps > 0 and batch > 0:
-        grid, meta = common.launch_config(4, hidden, batch, gx.dtype, block_h)
+        plan = common.plan(4, hidden, batch, gx.dtype, gx.device, block_h)
+        args = (gx, w_hh, lengths, out, gates if save else None, cells if save else None, h_buf, c_buf)
         with common.device_guard(gx):
-            _lstm_fwd_kernel[grid](
-                gx, w_hh, lengths, out, gates if save else None, cells if save else None, h_buf, c_buf,
-                steps, batch, hidden,
-                HAS_LENGTHS=lengths is not None, REVERSE=reverse, SAVE=save, **meta,
+            common.launch(
+                _lstm_fwd_kernel, plan, steps, (*args, steps, batch, hidden),
+                HAS_LENGTHS=lengths is not None, REVERSE=reverse, SAVE=save,
             )  # fmt: skip
     h_n = h_buf[steps % 2].to(gx.dtype, copy=True)
     c_n = c_buf.to(gx.dtype, copy=True)
@@ -291,12 +298,12 @@ def _lstm_bwd(
     dh_buf = d_hn.to(torch.float32).clone().contiguous()
     dc_buf = d_cn.to(torch.float32).clone().contiguous()
     if steps > 0 and batch > 0:
-        grid, meta = common.launch_config(4, hidden, batch, gates.dtype, block_h)
+        plan = common.plan(4, hidden, batch, gates.dtype, gates.device, block_h)
+        args = (w_hh, gates, cells, c0.contiguous(), lengths, d_out, d_gates, dh_buf, dc_buf)
         with common.device_guard(gates):
-            _lstm_bwd_kernel[grid](
-                w_hh, gates, cells, c0.contiguous(), lengths, d_out, d_gates, dh_buf, dc_buf,
-                steps, batch, hidden,
-                HAS_LENGTHS=lengths is not None, REVERSE=reverse, **meta,
+            common.launch(
+                _lstm_bwd_kernel, plan, steps, (*args, steps, batch, hidden), phased=True,
+                HAS_LENGTHS=lengths is not None, REVERSE=reverse,
             )  # fmt: skip
     return d_gates, dh_buf.to(d_hn.dtype, copy=True), dc_buf.to(d_cn.dtype, copy=True)
 

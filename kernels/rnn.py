@@ -14,7 +14,16 @@ import triton.language as tl
 from torch import Tensor
 
 from . import common
-from .device import activate, activation_slope, dot, load_w_tile, load_wt_tile, step_validity, time_index
+from .device import (
+    activate,
+    activation_slope,
+    dot,
+    load_w_tile,
+    load_wt_tile,
+    step_sync,
+    step_validity,
+    time_index,
+)
 
 
 @triton.jit
@@ -28,9 +37,10 @@ def _rnn_fwd_cell(gx, out, t, B, H, rows, cols, acc, h_prev, valid, ACT: tl.cons
     return h
 
 
-@triton.jit(do_not_specialize=["T"])
+@triton.jit(do_not_specialize=["T", "S0", "STEPS"])
 def _rnn_fwd_kernel(
-    gx, w, lengths, out, h_buf, T, B, H,
+    gx, w, lengths, out, h_buf, T, B, H, counter, S0, STEPS,
+    SYNC: tl.constexpr,
     ACT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, ON_CHIP: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
     UPCAST: tl.constexpr,
@@ -53,14 +63,16 @@ def _rnn_fwd_kernel(
             h = _rnn_fwd_cell(gx, out, t, B, H, rows, cols, acc, h, valid, ACT)
         tl.store(h_buf + (T % 2) * B * H + off, h, mask=mask)
     else:
+        # This program's column tiles (see common.Plan); h_{t-1} read from L2 (.cg).
         offs_n = tl.arange(0, BLOCK_N)
         offs_k = tl.arange(0, BLOCK_K)
-        for s in range(T):
+        n_first, n_step = tl.program_id(1) * BLOCK_N, tl.num_programs(1) * BLOCK_N
+        for s in range(S0, S0 + STEPS):
             t = time_index(s, T, REVERSE)
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
             h_read = h_buf + (s % 2) * B * H
             h_write = h_buf + ((s + 1) % 2) * B * H
-            for n0 in range(0, H, BLOCK_N):
+            for n0 in range(n_first, H, n_step):
                 cols = n0 + offs_n
                 acc = tl.zeros((BLOCK_B, BLOCK_N), tl.float32)
                 for k0 in range(0, H, BLOCK_K):
@@ -75,7 +87,7 @@ def _rnn_fwd_kernel(
                 h_prev = tl.load(h_read + off, mask=mask, other=0.0, cache_modifier=".cg")
                 h = _rnn_fwd_cell(gx, out, t, B, H, rows, cols, acc, h_prev, valid, ACT)
                 tl.store(h_write + off, h, mask=mask)
-            tl.debug_barrier()  # this step's h is visible to every thread before the next step reads it
+            step_sync(counter, (s + 1) * tl.num_programs(1), SYNC)  # h_t complete before step s + 1 reads it
 
 
 @triton.jit
@@ -91,9 +103,10 @@ def _rnn_bwd_cell(out, d_out, d_pre, t, B, H, rows, cols, dh, valid, ACT: tl.con
     return d, tl.where(valid, 0.0, dh)
 
 
-@triton.jit(do_not_specialize=["T"])
+@triton.jit(do_not_specialize=["T", "S0", "STEPS"])
 def _rnn_bwd_kernel(
-    w, out, lengths, d_out, d_pre, dh_buf, T, B, H,
+    w, out, lengths, d_out, d_pre, dh_buf, T, B, H, counter, S0, STEPS,
+    SYNC: tl.constexpr, PHASE1: tl.constexpr, PHASE2: tl.constexpr,
     ACT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, ON_CHIP: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
     UPCAST: tl.constexpr,
@@ -117,32 +130,33 @@ def _rnn_bwd_kernel(
     else:
         offs_n = tl.arange(0, BLOCK_N)
         offs_k = tl.arange(0, BLOCK_K)
-        for r in range(T):
+        n_first, n_step = tl.program_id(1) * BLOCK_N, tl.num_programs(1) * BLOCK_N
+        for r in range(S0, S0 + STEPS):
             t = time_index(T - 1 - r, T, REVERSE)
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
-            # Phase 1, tile by tile: d_pre[t] to global memory; dh_buf keeps the bypass part of dh_{t-1}.
-            for n0 in range(0, H, BLOCK_N):
-                cols = n0 + offs_n
-                mask = row_mask[:, None] & (cols < H)[None, :]
-                off = rows[:, None] * H + cols[None, :]
-                dh = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
-                _, dh_bypass = _rnn_bwd_cell(out, d_out, d_pre, t, B, H, rows, cols, dh, valid, ACT)
-                tl.store(dh_buf + off, dh_bypass, mask=mask)
-            tl.debug_barrier()
-            # Phase 2: dh_{t-1} = bypass + d_pre[t] (B, H) @ W_hh (H, H), read back in K tiles.
-            for n0 in range(0, H, BLOCK_N):
-                cols = n0 + offs_n
-                mask = row_mask[:, None] & (cols < H)[None, :]
-                off = rows[:, None] * H + cols[None, :]
-                acc = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
-                for k0 in range(0, H, BLOCK_K):
-                    ks = k0 + offs_k
-                    k_mask = row_mask[:, None] & (ks < H)[None, :]
-                    k_off = (t.to(tl.int64) * B + rows[:, None]) * H + ks[None, :]
-                    d = tl.load(d_pre + k_off, mask=k_mask, other=0.0, cache_modifier=".cg")
-                    acc = dot(d, load_w_tile(w, H, 0, ks, cols), acc, PRECISION, UPCAST)
-                tl.store(dh_buf + off, acc, mask=mask)
-            tl.debug_barrier()
+            if PHASE1:  # this program's columns: d_pre[t] to global memory; dh_buf keeps the bypass
+                for n0 in range(n_first, H, n_step):
+                    cols = n0 + offs_n
+                    mask = row_mask[:, None] & (cols < H)[None, :]
+                    off = rows[:, None] * H + cols[None, :]
+                    dh = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
+                    _, dh_bypass = _rnn_bwd_cell(out, d_out, d_pre, t, B, H, rows, cols, dh, valid, ACT)
+                    tl.store(dh_buf + off, dh_bypass, mask=mask)
+            step_sync(counter, (r + 1) * tl.num_programs(1), SYNC)  # all of d_pre[t] written
+            if PHASE2:  # dh_{t-1} = bypass + d_pre[t] (B, H) @ W_hh (H, H), this program's columns
+                for n0 in range(n_first, H, n_step):
+                    cols = n0 + offs_n
+                    mask = row_mask[:, None] & (cols < H)[None, :]
+                    off = rows[:, None] * H + cols[None, :]
+                    acc = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
+                    for k0 in range(0, H, BLOCK_K):
+                        ks = k0 + offs_k
+                        k_mask = row_mask[:, None] & (ks < H)[None, :]
+                        k_off = (t.to(tl.int64) * B + rows[:, None]) * H + ks[None, :]
+                        d = tl.load(d_pre + k_off, mask=k_mask, other=0.0, cache_modifier=".cg")
+                        acc = dot(d, load_w_tile(w, H, 0, ks, cols), acc, PRECISION, UPCAST)
+                    tl.store(dh_buf + off, acc, mask=mask)
+                tl.debug_barrier()
 
 
 _ACT = {name: code for code, name in enumerate(common.NONLINEARITIES)}  # tanh 0, relu 1, sigmoid 2
@@ -164,11 +178,11 @@ def _rnn_fwd(
     out = common.new_buffer((steps, batch, hidden), gx.dtype, gx.device)
     h_buf = h0.to(torch.float32).expand(2, batch, hidden).contiguous()  # (2, B, H) fp32
     if steps > 0 and batch > 0:
-        grid, meta = common.launch_config(1, hidden, batch, gx.dtype, block_h)
+        plan = common.plan(1, hidden, batch, gx.dtype, gx.device, block_h)
         with common.device_guard(gx):
-            _rnn_fwd_kernel[grid](
-                gx, w_hh, lengths, out, h_buf, steps, batch, hidden,
-                ACT=_ACT[nonlinearity], HAS_LENGTHS=lengths is not None, REVERSE=reverse, **meta,
+            common.launch(
+                _rnn_fwd_kernel, plan, steps, (gx, w_hh, lengths, out, h_buf, steps, batch, hidden),
+                ACT=_ACT[nonlinearity], HAS_LENGTHS=lengths is not None, REVERSE=reverse,
             )  # fmt: skip
     return out, h_buf[steps % 2].to(gx.dtype, copy=True)
 
@@ -190,11 +204,12 @@ def _rnn_bwd(
     d_pre = common.new_buffer((steps, batch, hidden), out.dtype, out.device)
     dh_buf = d_hn.to(torch.float32).clone().contiguous()
     if steps > 0 and batch > 0:
-        grid, meta = common.launch_config(1, hidden, batch, out.dtype, block_h)
+        plan = common.plan(1, hidden, batch, out.dtype, out.device, block_h)
+        args = (w_hh, out.contiguous(), lengths, d_out, d_pre, dh_buf, steps, batch, hidden)
         with common.device_guard(out):
-            _rnn_bwd_kernel[grid](
-                w_hh, out.contiguous(), lengths, d_out, d_pre, dh_buf, steps, batch, hidden,
-                ACT=_ACT[nonlinearity], HAS_LENGTHS=lengths is not None, REVERSE=reverse, **meta,
+            common.launch(
+                _rnn_bwd_kernel, plan, steps, args, phased=True,
+                ACT=_ACT[nonlinearity], HAS_LENGTHS=lengths is not None, REVERSE=reverse,
             )  # fmt: skip
     return d_pre, dh_buf.to(d_hn.dtype, copy=True)
 

@@ -20,7 +20,8 @@ from rnnlab import kernels, reference
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 # (rtol, atol) of the kernel against the float64 reference, scaled by max(1, max |reference|) for atol.
-# fp32: the dot is exact fp32 (interpreter) / "ieee" (GPU); only summation order differs.
+# fp32: the dot is exact fp32 (interpreter) / "tf32x3" (GPU: three TF32 products, about 2^-21 relative
+# error per product); summation order differs.
 # bf16/fp16: the state is fp32 but h is rounded to the dtype for each step's dot, and outputs, saved gates
 # and gradients are stored in the dtype (8 / 11 significand bits).
 TOLERANCE = {torch.float32: (1e-5, 1e-5), torch.bfloat16: (3e-2, 3e-2), torch.float16: (5e-3, 5e-3)}

@@ -5,7 +5,7 @@ Run on the GPU machine with: python -m pytest tests/kernels -m gpu -q"""
 
 import pytest
 import torch
-from kernel_cases import Case, check
+from kernel_cases import Case, check, draw_inputs, draw_lengths, run
 
 pytestmark = pytest.mark.gpu
 
@@ -22,6 +22,34 @@ def test_large_hidden_matches_reference(cell, hidden, dtype):
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_many_batch_tiles_and_odd_hidden(cell):
     check(Case(cell, 37, 33, 200, torch.float16, lengths=True, reverse=False), device="cuda")
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_grid_barrier_matches_step_by_step_launches(monkeypatch, cell, dtype):
+    """The split path in one launch (programs meet at a grid barrier every step) against the same kernel
+    launched once per step (the launch boundary is the barrier). A missing or leaky barrier lets a program
+    read a half-written state: the results would differ, and differ from run to run."""
+    from rnnlab.kernels import common
+
+    case = Case(cell, 16, 40, 300, DTYPES[dtype], lengths=True, reverse=True)
+    assert common.plan(4, 300, 16, case.dtype, torch.device("cuda")).sync
+    inputs, lengths = draw_inputs(case, "cuda"), draw_lengths(case, "cuda")
+
+    def outputs_and_grads():
+        got, leaves = run(case, inputs, lengths, "kernel", case.dtype)
+        torch.autograd.backward(got, [torch.ones_like(g) for g in got])
+        return [*got, *(leaf.grad for leaf in leaves.values() if leaf is not None)]
+
+    synced = [outputs_and_grads() for _ in range(3)]
+    monkeypatch.setenv("RNNLAB_GRID_SYNC", "0")
+    stepwise = outputs_and_grads()
+    for again in synced[1:]:
+        for a, b in zip(synced[0], again, strict=True):
+            assert torch.equal(a, b)  # deterministic: same bits every run
+    for a, b in zip(synced[0], stepwise, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    check(case, device="cuda")  # and both against the reference
 
 
 def _compiled_count(kernel) -> int:

@@ -82,6 +82,18 @@ def test_tiled_path_matches_reference(cell, hidden, dtype, mode):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_tiled_path_with_more_column_tiles_than_programs(cell):
+    """H = 70 in 16-column tiles: 5 tiles dealt round-robin to the interpreter's 4 programs per batch tile,
+    so one program owns two tiles; 2 batch tiles (B = 17)."""
+    from rnnlab.kernels import common
+
+    plan = common.plan(4, 70, 17, torch.float32, torch.device("cpu"), block_h=16)
+    assert plan.grid == (2, 2) and not plan.sync  # 4 "SMs" shared by 2 batch tiles
+    check(Case(cell, 17, 5, 70, torch.float32, lengths=True, reverse=True), block_h=16)
+    check(Case(cell, 3, 5, 70, torch.float32, lengths=True), block_h=16)  # (1, 4): a program with 2 tiles
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_empty_sequence_returns_initial_states(cell):
     from kernel_cases import draw_inputs, run
 

@@ -67,3 +67,53 @@ def test_package_imports_without_triton(monkeypatch):
     fresh.common._triton_importable.cache_clear()
     assert not fresh.available()
     assert not fresh.supports("lstm", 32, torch.float32, CUDA)
+
+
+@pytest.mark.parametrize("gates", [1, 3, 4])
+@pytest.mark.parametrize("batch", [1, 8, 16, 17, 64, 256, 5000])
+@pytest.mark.parametrize("hidden", [1, 64, 100, 128, 768, 2048, 16384])
+def test_launch_plan_fits_the_sms_and_covers_every_column(monkeypatch, gates, batch, hidden):
+    """On a GPU the split path's programs must all be resident at once (they wait for each other), so the
+    grid never exceeds the SM count unless each batch tile is a single program (no barrier needed)."""
+    from rnnlab.kernels import common
+
+    monkeypatch.setattr(common, "num_sms", lambda device: 132)
+    monkeypatch.setattr(common, "interpreted", lambda: False)
+    monkeypatch.delenv("RNNLAB_GRID_SYNC", raising=False)
+    plan = common.plan(gates, hidden, batch, torch.bfloat16, CUDA)
+    b_tiles, n_progs = plan.grid
+    meta = plan.meta
+    assert b_tiles * meta["BLOCK_B"] >= batch > (b_tiles - 1) * meta["BLOCK_B"]
+    assert n_progs == 1 or b_tiles * n_progs <= 132
+    assert plan.sync == (n_progs > 1)
+    n_tiles = -(-hidden // meta["BLOCK_N"])
+    assert 1 <= n_progs <= n_tiles  # every program owns at least one column tile, every tile an owner
+    if meta["ON_CHIP"]:
+        assert n_progs == 1 and meta["BLOCK_N"] >= hidden and gates * meta["BLOCK_N"] ** 2 <= 16384
+
+
+def test_grid_barrier_only_on_a_gpu_and_only_when_allowed(monkeypatch):
+    from rnnlab.kernels import common
+
+    monkeypatch.setattr(common, "num_sms", lambda device: 132)
+    monkeypatch.setattr(common, "interpreted", lambda: True)  # programs run one after another: no barrier
+    assert common.plan(4, 512, 16, torch.float32, CUDA).sync is False
+    monkeypatch.setattr(common, "interpreted", lambda: False)
+    assert common.plan(4, 512, 16, torch.float32, CUDA).sync is True
+    monkeypatch.setenv("RNNLAB_GRID_SYNC", "0")
+    plan = common.plan(4, 512, 16, torch.float32, CUDA)
+    assert plan.sync is False and plan.grid[1] > 1 and not plan.one_launch  # step-by-step launches
+
+
+def test_tile_override_is_checked(monkeypatch):
+    from rnnlab.kernels import common
+
+    monkeypatch.setattr(common, "num_sms", lambda device: 132)
+    monkeypatch.setenv("RNNLAB_TILE", "32,4,3")
+    assert {k: common.plan(4, 512, 16, torch.float32, CUDA).meta[k] for k in ("BLOCK_K", "num_warps")} == {
+        "BLOCK_K": 32,
+        "num_warps": 4,
+    }
+    monkeypatch.setenv("RNNLAB_TILE", "32x4")
+    with pytest.raises(ValueError, match="RNNLAB_TILE"):
+        common.plan(4, 512, 16, torch.float32, CUDA)
