@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The one prepared run for the GPU machine (see ../shared/device/README.md): set-up, the benchmark of triton
-# against cuDNN and the reference path, then the GPU tests, everything logged under $OUT.
+# The one prepared run for the GPU machine (see ../shared/device/README.md): set-up, a smoke test of the
+# grid barrier, the benchmark of triton against cuDNN and the reference path, then all the GPU tests,
+# everything logged under $OUT.
 #
 #   cp -r ../shared/device .device            # once, on the CPU machine (git-ignored)
 #   run(command="bash scripts/gpu_check.sh", carry=[".device"], timeout_s=540)
 #
 # GPU_CHECK_QUICK=1 runs the quick benchmark grid (fp32 and bf16, two rows per cell) instead of the full one;
-# BENCH_S / TESTS_S bound the two phases (seconds). The benchmark runs first, on a quiet GPU; the tests then
-# run in parallel (pytest-xdist) and whatever they reach within TESTS_S is logged.
+# BENCH_S / TESTS_S / TUNE_S bound the phases (seconds). If the grid-barrier smoke test fails or hangs, the
+# rest runs with RNNLAB_GRID_SYNC=0 (the split path launched step by step), and the log says so.
 set -uo pipefail
 out=${OUT:-/tmp/rnnlab-gpu}
 mkdir -p "$out"
@@ -17,15 +18,36 @@ source .device/setup.sh > "$out/setup.log" 2>&1 || { cat "$out/setup.log"; exit 
 tail -3 "$out/setup.log"                               # piped `source` would run in a subshell and lose its exports
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
 python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$out/gpu.txt"
+workers=()
+python -c "import xdist" 2>/dev/null && workers=(-n 6)
+
+# 1. The grid barrier: one launch with a barrier per step against step-by-step launches, every cell.
+timeout 90 python -m pytest tests/kernels/test_gpu.py -k grid_barrier "${workers[@]}" -q -p no:cacheprovider \
+    > "$out/smoke.log" 2>&1
+smoke=$?
+tail -5 "$out/smoke.log"
+if [ "$smoke" != 0 ]; then
+    echo "grid-barrier smoke test failed (exit $smoke): the rest runs with RNNLAB_GRID_SYNC=0" | tee -a "$out/gpu.txt"
+    export RNNLAB_GRID_SYNC=0
+fi
+
+# 2. The benchmark, on a quiet GPU.
 quick=()
 [ "${GPU_CHECK_QUICK:-0}" = 1 ] && quick=(--quick)
-timeout "${BENCH_S:-300}" rnnlab-bench --device cuda "${quick[@]}" --markdown --csv "$out/bench-cuda.csv" \
-    --plot "$out/bench-cuda.png" 2>&1 | tee "$out/bench-cuda.log"
-# Every kernel test compiled on CUDA (the gpu-marked large-H ones, and the interpreter's odd shapes), and the
-# layers on backend="triton", torch.compile included.
-workers=()
-python -c "import xdist" 2>/dev/null && workers=(-n 12)
-timeout "${TESTS_S:-150}" python -m pytest tests/kernels tests/layers/test_triton_backend.py \
+timeout "${BENCH_S:-230}" rnnlab-bench --device cuda "${quick[@]}" --markdown --csv "$out/bench-cuda.csv" \
+    --plot "$out/bench-cuda.png" > "$out/bench-cuda.log" 2>&1
+echo "bench exit $?"
+grep -A200 "^| cell" "$out/bench-cuda.log" | grep -v reference
+
+# 3. Every kernel test compiled on CUDA, and the layers on backend="triton", torch.compile included.
+timeout "${TESTS_S:-90}" python -m pytest tests/kernels tests/layers/test_triton_backend.py \
     tests/layers/test_layer_compile.py "${workers[@]}" -q -rfE -p no:cacheprovider > "$out/gpu-tests.log" 2>&1
 echo "pytest exit $?"
-tail -40 "$out/gpu-tests.log"
+tail -15 "$out/gpu-tests.log"
+
+# 4. Tuning notes: the tiled path's (BLOCK_K, warps, stages) on two rows, triton against cudnn only.
+for tile in 32,4,3 64,4,3 32,8,3; do
+    RNNLAB_TILE=$tile timeout "${TUNE_S:-20}" rnnlab-bench --device cuda --cells lstm --dtypes bf16 fp32 \
+        --backends triton --csv "$out/tune-$tile.csv" 2>&1 | grep triton | sed "s/^/tile $tile: /"
+done > "$out/tune.log"
+cat "$out/tune.log"
