@@ -42,6 +42,12 @@ CONFIG_MODULE = "rnnlab.conf"
 # Set while a run fits: the ranks Lightning starts for DDP read the parent's resolved config from this file
 # instead of composing their own (which would make new dated folders, or re-run a whole sweep after -m).
 RUN_CONFIG_ENV = "RNNLAB_RUN_CONFIG"
+# Overrides for runs from scripts: no progress bar, no parameter table.
+QUIET = (
+    "callbacks.rich_progress_bar=null",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+)
 
 
 def compose(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
@@ -64,6 +70,21 @@ def compose(overrides: Sequence[str] = (), config_name: str = "train") -> DictCo
     finally:
         HydraConfig.instance().cfg = previous
     return cfg
+
+
+def multirun(overrides: Sequence[str], sweep_dir: str | Path) -> list[dict[str, Any]]:
+    """Run the sweep ``rnnlab-train -m <overrides>`` (in a subprocess: Hydra's multirun owns its process)
+    with its trials in ``sweep_dir``; return them as rnnlab-report reads them (one dict per trial:
+    ``status``, ``metrics``, ``config``, ``overrides``...). A failed trial is in the list; a failed sweep
+    raises ``CalledProcessError``."""
+    import subprocess
+    import sys
+
+    from .cli.report import load_runs
+
+    command = [sys.executable, "-m", "rnnlab.cli.train", "-m", *overrides, f"hydra.sweep.dir={sweep_dir}"]
+    subprocess.run(command, check=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    return load_runs(sweep_dir)
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, Any], L.LightningModule]:

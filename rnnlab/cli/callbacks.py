@@ -1,8 +1,10 @@
-"""Callbacks rnnlab-train adds to every run: fail fast on divergence, a checkpoint that carries its config."""
+"""Callbacks for rnnlab-train: fail fast on divergence, a checkpoint that carries its config (both added to
+every run), and an epoch timer to add where time matters."""
 
 from __future__ import annotations
 
 import math
+import time
 
 import lightning as L
 
@@ -45,3 +47,23 @@ class ConfigInCheckpoint(L.Callback):
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         checkpoint["rnnlab_config"] = self.config
+
+
+class EpochTimer(L.Callback):
+    """Log ``time/train_epoch_seconds``: the wall time of an epoch's training batches (forward, backward,
+    optimizer step), without the validation that runs inside the epoch.
+
+    Add it to a run with ``+callbacks.epoch_timer._target_=rnnlab.cli.callbacks.EpochTimer``.
+    """
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.seconds = 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.started = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.seconds += time.perf_counter() - self.started
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        pl_module.log("time/train_epoch_seconds", self.seconds, on_epoch=True, batch_size=1)

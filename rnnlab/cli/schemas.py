@@ -45,6 +45,7 @@ class Pooling(Enum):
 class Optimizer(Enum):
     adam = "adam"
     adamw = "adamw"
+    sgd = "sgd"
 
 
 class Scheduler(Enum):

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import grad_norm
 
-OPTIMIZERS = ("adam", "adamw")
+OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = (None, "cosine", "plateau", "step")
 
 
@@ -31,8 +31,11 @@ class RNNTask(L.LightningModule):
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {hp.optimizer!r}")
         if hp.scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {hp.scheduler!r}")
-        cls = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
-        optimizer = cls(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.optimizer == "sgd":  # plain SGD: a step is lr x the gradient, so an exploding gradient shows
+            optimizer = torch.optim.SGD(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        else:
+            cls = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
+            optimizer = cls(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
         if hp.scheduler is None:
             return optimizer
         if hp.scheduler == "cosine":

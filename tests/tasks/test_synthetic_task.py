@@ -68,3 +68,9 @@ def test_fit_from_code_trains_tests_and_records(tmp_path):
     assert {"metrics.csv", "split.json", "results.json"} <= {p.name for p in (tmp_path / "run").iterdir()}
     with pytest.raises(ValueError, match="problem"):
         fit(tmp_path / "bad", problem="sorting")
+
+
+def test_sgd_is_plain_sgd():
+    optimizer = AddingTask(optimizer="sgd", lr=0.05).configure_optimizers()
+    assert type(optimizer) is torch.optim.SGD
+    assert optimizer.defaults["lr"] == 0.05 and optimizer.defaults["momentum"] == 0
