@@ -129,10 +129,12 @@ def plan(
         block_b = BLOCK_B if block_h else min(MAX_BLOCK_B, max(BLOCK_B, triton_next_power_of_2(batch)))
         b_tiles = -(-batch // block_b)
         per_tile = max(1, num_sms(device) // b_tiles)  # programs of one batch tile that fit beside the rest
+        override = {} if block_h else _tile_override()  # tests' forced tiles win
         if block_h:
             block_n = block_k = block_h
         else:
             block_n = next((n for n in TILE_NS if -(-hidden // n) <= per_tile), TILE_NS[-1])
+            block_n = override.pop("BLOCK_N", None) or block_n
             block_k = 64 if block_b == BLOCK_B else 32  # chosen on the compiler's register report (sm_90)
         n_progs = min(-(-hidden // block_n), per_tile)
     meta = dict(
@@ -146,23 +148,23 @@ def plan(
     if on_chip:
         meta["num_warps"] = 8 if gates * block_n * block_k > 8192 else 4
     else:  # the reduction loop's loads are pipelined one tile ahead
-        meta.update({"num_warps": 8, "num_stages": 2, **_tile_override()})
+        meta.update({"num_warps": 8, "num_stages": 2, **override})
     return Plan((b_tiles, n_progs), meta, sync=n_progs > 1 and grid_sync_allowed())
 
 
 def _tile_override() -> dict:
-    """RNNLAB_TILE="BLOCK_K,num_warps,num_stages" replaces the tiled path's choice: a knob for tuning runs
-    (see experiments/kernels/README.md), not for normal use."""
+    """RNNLAB_TILE="BLOCK_N,BLOCK_K,num_warps,num_stages" replaces the tiled path's choice (BLOCK_N 0: keep
+    the automatic one): a knob for tuning runs (see experiments/kernels/README.md), not for normal use."""
     spec = os.environ.get("RNNLAB_TILE")
     if not spec:
         return {}
     try:
-        block_k, warps, stages = (int(v) for v in spec.split(","))
+        block_n, block_k, warps, stages = (int(v) for v in spec.split(","))
     except ValueError:
         raise ValueError(
-            f"RNNLAB_TILE must be 'BLOCK_K,num_warps,num_stages' integers, got {spec!r}"
+            f"RNNLAB_TILE must be 'BLOCK_N,BLOCK_K,num_warps,num_stages' integers, got {spec!r}"
         ) from None
-    return dict(BLOCK_K=block_k, num_warps=warps, num_stages=stages)
+    return dict(BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps, num_stages=stages)
 
 
 def launch(kernel, plan: Plan, steps: int, args: tuple, phased: bool = False, **constexprs) -> None:

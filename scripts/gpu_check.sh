@@ -7,8 +7,9 @@
 #   run(command="bash scripts/gpu_check.sh", carry=[".device"], timeout_s=540)
 #
 # GPU_CHECK_QUICK=1 runs the quick benchmark grid (fp32 and bf16, two rows per cell) instead of the full one;
-# BENCH_S / TESTS_S / TUNE_S bound the phases (seconds). If the grid-barrier smoke test fails or hangs, the
-# rest runs with RNNLAB_GRID_SYNC=0 (the split path launched step by step), and the log says so.
+# BACKENDS (default "cudnn triton reference") picks the benchmark's backends; TESTS=0 / TUNE=0 skip phases 3
+# / 4; BENCH_S / TESTS_S / TUNE_S bound the phases (seconds). If the grid-barrier smoke test fails or hangs,
+# the rest runs with RNNLAB_GRID_SYNC=0 (the split path launched step by step), and the log says so.
 set -uo pipefail
 out=${OUT:-/tmp/rnnlab-gpu}
 mkdir -p "$out"
@@ -34,20 +35,24 @@ fi
 # 2. The benchmark, on a quiet GPU.
 quick=()
 [ "${GPU_CHECK_QUICK:-0}" = 1 ] && quick=(--quick)
-timeout "${BENCH_S:-230}" rnnlab-bench --device cuda "${quick[@]}" --markdown --csv "$out/bench-cuda.csv" \
-    --plot "$out/bench-cuda.png" > "$out/bench-cuda.log" 2>&1
+read -r -a backends <<< "${BACKENDS:-cudnn triton reference}"
+timeout "${BENCH_S:-230}" rnnlab-bench --device cuda "${quick[@]}" --backends "${backends[@]}" --markdown \
+    --csv "$out/bench-cuda.csv" --plot "$out/bench-cuda.png" > "$out/bench-cuda.log" 2>&1
 echo "bench exit $?"
 grep -A200 "^| cell" "$out/bench-cuda.log" | grep -v reference
 
 # 3. Every kernel test compiled on CUDA, and the layers on backend="triton", torch.compile included.
-timeout "${TESTS_S:-90}" python -m pytest tests/kernels tests/layers/test_triton_backend.py \
+[ "${TESTS:-1}" = 1 ] && timeout "${TESTS_S:-90}" python -m pytest tests/kernels tests/layers/test_triton_backend.py \
     tests/layers/test_layer_compile.py "${workers[@]}" -q -rfE -p no:cacheprovider > "$out/gpu-tests.log" 2>&1
 echo "pytest exit $?"
-tail -15 "$out/gpu-tests.log"
+[ "${TESTS:-1}" = 1 ] && tail -15 "$out/gpu-tests.log"
 
-# 4. Tuning notes: the tiled path's (BLOCK_K, warps, stages) on two rows, triton against cudnn only.
-for tile in 32,4,3 64,4,3 32,8,3; do
-    RNNLAB_TILE=$tile timeout "${TUNE_S:-20}" rnnlab-bench --device cuda --cells lstm --dtypes bf16 fp32 \
-        --backends triton --csv "$out/tune-$tile.csv" 2>&1 | grep triton | sed "s/^/tile $tile: /"
+# 4. Tuning notes: the tiled path's BLOCK_N,BLOCK_K,warps,stages (kernels/common.py: RNNLAB_TILE) on three
+# LSTM rows, triton against cudnn.
+[ "${TUNE:-1}" = 1 ] || exit 0
+for tile in ${TILES:-0,64,8,2 32,64,8,2 0,32,4,3 0,128,8,2}; do
+    RNNLAB_TILE=$tile timeout "${TUNE_S:-15}" rnnlab-bench --device cuda --cells lstm --dtypes bf16 fp32 \
+        --backends triton --shapes 16,1024,128,128 16,512,768,768 256,128,1024,1024 --csv "$out/tune.csv" \
+        2>&1 | grep triton | sed "s/^/tile $tile: /"
 done > "$out/tune.log"
 cat "$out/tune.log"

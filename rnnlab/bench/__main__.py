@@ -49,6 +49,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help="default: cudnn reference (+ loop unless --quick) on the CPU; cudnn triton reference on CUDA",
     )
+    parser.add_argument(
+        "--shapes",
+        nargs="+",
+        default=None,
+        metavar="B,T,I,H",
+        help="only the grid's rows of these shapes (e.g. 16,1024,128,128)",
+    )
     parser.add_argument("--reps", type=int, default=None, help="CPU repetitions per backend (median taken)")
     parser.add_argument("--csv", type=Path, default=None, help="default: bench-<device>.csv")
     parser.add_argument("--plot", type=Path, default=None, help="write a PNG of the fwd+bwd ratios here")
@@ -63,6 +70,13 @@ def parse_args(argv=None) -> argparse.Namespace:
             args.backends = ["cudnn", "reference"] + ([] if args.quick else ["loop"])
     if "cudnn" not in args.backends:
         args.backends = ["cudnn", *args.backends]  # every ratio is to cudnn
+    if args.shapes is not None:
+        try:
+            args.shapes = {tuple(int(v) for v in shape.split(",")) for shape in args.shapes}
+        except ValueError:
+            parser.error(f"--shapes: expected B,T,I,H integers, got {args.shapes}")
+        if any(len(shape) != 4 for shape in args.shapes):
+            parser.error(f"--shapes: expected four integers B,T,I,H each, got {sorted(args.shapes)}")
     if args.reps is None:
         args.reps = 5 if args.quick else 9
     if args.csv is None:
@@ -137,6 +151,11 @@ def describe_device(device: str) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     rows = grid(args.device, args.quick, args.cells, args.dtypes)
+    if args.shapes is not None:
+        rows = [r for r in rows if (r.batch, r.steps, r.input_size, r.hidden) in args.shapes]
+        if not rows:
+            print(f"rnnlab-bench: no row of the grid has a shape in --shapes {sorted(args.shapes)}")
+            return 2
     print(f"rnnlab-bench on {describe_device(args.device)}: {len(rows)} rows x {args.backends}", flush=True)
     results: list[dict] = []
     for row in rows:

@@ -94,3 +94,18 @@ def test_quick_grids_hold_the_target_shapes():
     rows = grid_module.grid("cpu", True, ["lstm", "gru", "rnn"], None)
     assert {(r.batch, r.steps, r.input_size, r.hidden) for r in rows} == set(grid_module.CPU_SHAPES)
     assert len(grid_module.grid("cuda", False, ["lstm", "gru", "rnn"], None)) == 10 * 3
+
+
+def test_shapes_selects_rows_of_the_grid(tmp_path, capsys):
+    out_csv = tmp_path / "b.csv"
+    args = ["--device", "cpu", "--reps", "1", "--cells", "rnn", "--dtypes", "fp32", "--backends", "reference"]
+    assert bench.main([*args, "--shapes", "32,100,64,128", "--csv", str(out_csv)]) == 0
+    with out_csv.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert {(r["batch"], r["steps"], r["input_size"], r["hidden"]) for r in rows} == {
+        ("32", "100", "64", "128")
+    }
+    assert bench.main([*args, "--shapes", "1,2,3,4"]) == 2
+    assert "no row of the grid" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        bench.main([*args, "--shapes", "1,2,3"])

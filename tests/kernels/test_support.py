@@ -109,11 +109,12 @@ def test_tile_override_is_checked(monkeypatch):
     from rnnlab.kernels import common
 
     monkeypatch.setattr(common, "num_sms", lambda device: 132)
-    monkeypatch.setenv("RNNLAB_TILE", "32,4,3")
-    assert {k: common.plan(4, 512, 16, torch.float32, CUDA).meta[k] for k in ("BLOCK_K", "num_warps")} == {
-        "BLOCK_K": 32,
-        "num_warps": 4,
-    }
+    monkeypatch.setenv("RNNLAB_TILE", "0,32,4,3")
+    plan = common.plan(4, 512, 16, torch.float32, CUDA)
+    assert (plan.meta["BLOCK_N"], plan.meta["BLOCK_K"], plan.meta["num_warps"]) == (16, 32, 4)
+    monkeypatch.setenv("RNNLAB_TILE", "64,32,4,3")
+    plan = common.plan(4, 512, 16, torch.float32, CUDA)
+    assert plan.meta["BLOCK_N"] == 64 and plan.grid == (1, 8)
     monkeypatch.setenv("RNNLAB_TILE", "32x4")
     with pytest.raises(ValueError, match="RNNLAB_TILE"):
         common.plan(4, 512, 16, torch.float32, CUDA)
