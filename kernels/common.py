@@ -135,7 +135,7 @@ def plan(
         else:
             block_n = next((n for n in TILE_NS if -(-hidden // n) <= per_tile), TILE_NS[-1])
             block_n = override.pop("BLOCK_N", None) or block_n
-            block_k = 64 if block_b == BLOCK_B else 32  # chosen on the compiler's register report (sm_90)
+            block_k = 32  # measured on an H100 (experiments/kernels/README.md, tuning)
         n_progs = min(-(-hidden // block_n), per_tile)
     meta = dict(
         ON_CHIP=on_chip,
@@ -147,8 +147,9 @@ def plan(
     )
     if on_chip:
         meta["num_warps"] = 8 if gates * block_n * block_k > 8192 else 4
-    else:  # the reduction loop's loads are pipelined one tile ahead
-        meta.update({"num_warps": 8, "num_stages": 2, **override})
+    else:  # 16-row tiles: 4 warps, loads pipelined 2 tiles ahead; larger tiles: 8 warps, 1 ahead (registers)
+        warps, stages = (4, 3) if block_b == BLOCK_B else (8, 2)
+        meta.update({"num_warps": warps, "num_stages": stages, **override})
     return Plan((b_tiles, n_progs), meta, sync=n_progs > 1 and grid_sync_allowed())
 
 
@@ -192,15 +193,16 @@ def triton_next_power_of_2(n: int) -> int:
 
 
 def dot_precision(dtype: torch.dtype) -> str:
-    """``input_precision`` for tl.dot on fp32 operands, following torch's matmul switch.
+    """``input_precision`` for tl.dot on fp32 operands: the precision contract of torch.nn's GPU RNNs.
 
-    "highest" (torch's default) gives "tf32x3": each product split into three TF32 tensor-core products
-    (hi*hi + hi*lo + lo*hi), accurate to about fp32's own rounding, many times faster than the FMA loop of
-    "ieee". ``torch.set_float32_matmul_precision("high")`` or ``"medium"`` allows plain TF32, as it does for
-    torch matmuls. bf16/fp16 operands ignore it. (The interpreter computes dots exactly.)"""
+    ``torch.backends.cudnn.allow_tf32`` (True by default) lets cuDNN run fp32 RNNs on TF32 tensor cores;
+    the fused kernels follow the same switch: "tf32" when it is on, "tf32x3" when it is off (each product
+    as three TF32 products, hi*hi + hi*lo + lo*hi: about fp32's own accuracy, still on tensor cores). The
+    state and accumulation are fp32 either way. bf16/fp16 operands ignore it. (The interpreter computes
+    dots exactly.)"""
     if dtype != torch.float32:
         return "ieee"
-    return "tf32x3" if torch.get_float32_matmul_precision() == "highest" else "tf32"
+    return "tf32" if torch.backends.cudnn.allow_tf32 else "tf32x3"
 
 
 def device_guard(tensor: torch.Tensor):

@@ -23,7 +23,7 @@ workers=()
 python -c "import xdist" 2>/dev/null && workers=(-n 6)
 
 # 1. The grid barrier: one launch with a barrier per step against step-by-step launches, every cell.
-timeout 90 python -m pytest tests/kernels/test_gpu.py -k grid_barrier "${workers[@]}" -q -p no:cacheprovider \
+timeout "${SMOKE_S:-90}" python -m pytest tests/kernels/test_gpu.py -k grid_barrier "${workers[@]}" -q -p no:cacheprovider \
     > "$out/smoke.log" 2>&1
 smoke=$?
 tail -5 "$out/smoke.log"
@@ -51,8 +51,9 @@ echo "pytest exit $?"
 # LSTM rows, triton against cudnn.
 [ "${TUNE:-1}" = 1 ] || exit 0
 for tile in ${TILES:-0,64,8,2 32,64,8,2 0,32,4,3 0,128,8,2}; do
-    RNNLAB_TILE=$tile timeout "${TUNE_S:-15}" rnnlab-bench --device cuda --cells lstm --dtypes bf16 fp32 \
-        --backends triton --shapes 16,1024,128,128 16,512,768,768 256,128,1024,1024 --csv "$out/tune.csv" \
+    RNNLAB_TILE=$tile timeout "${TUNE_S:-15}" rnnlab-bench --device cuda --cells lstm --dtypes ${TUNE_DTYPES:-bf16 fp32} \
+        --backends triton --shapes ${TUNE_SHAPES:-16,1024,128,128 16,512,768,768 256,128,1024,1024} \
+        --csv "$out/tune.csv" \
         2>&1 | grep triton | sed "s/^/tile $tile: /"
 done > "$out/tune.log"
 cat "$out/tune.log"

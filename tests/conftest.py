@@ -2,6 +2,10 @@
 
 Without a GPU the Triton kernels run under Triton's interpreter. TRITON_INTERPRET is read when a kernel is
 decorated, so it must be set before any kernel module is imported: here, before collection starts.
+
+fp32 is compared at fp32 tolerances, so TF32 is off in every test (torch.nn's cuDNN RNNs and the fused kernels
+both follow torch.backends.cudnn.allow_tf32; its default, on, is what the benchmark measures). A test of the
+TF32 mode turns it back on itself.
 """
 
 import os
@@ -20,6 +24,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(autouse=True)
+def _no_tf32():
+    before = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32 = before
 
 
 @pytest.fixture(autouse=True)

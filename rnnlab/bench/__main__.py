@@ -144,7 +144,8 @@ def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
 def describe_device(device: str) -> str:
     torch_info = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
     if device == "cuda":
-        return f"{torch.cuda.get_device_name(0)} | {torch_info}"
+        tf32 = "on" if torch.backends.cudnn.allow_tf32 else "off"  # cudnn and triton fp32 both follow it
+        return f"{torch.cuda.get_device_name(0)} | {torch_info} | fp32 TF32 {tf32}"
     return f"{platform.processor() or platform.machine()} CPU | {torch_info}"
 
 

@@ -5,7 +5,7 @@ Run on the GPU machine with: python -m pytest tests/kernels -m gpu -q"""
 
 import pytest
 import torch
-from kernel_cases import Case, check, draw_inputs, draw_lengths, run
+from kernel_cases import TOLERANCE, Case, check, draw_inputs, draw_lengths, run
 
 pytestmark = pytest.mark.gpu
 
@@ -50,6 +50,20 @@ def test_grid_barrier_matches_step_by_step_launches(monkeypatch, cell, dtype):
     for a, b in zip(synced[0], stepwise, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
     check(case, device="cuda")  # and both against the reference
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_fp32_follows_the_cudnn_tf32_switch(monkeypatch, cell):
+    """allow_tf32 on (torch's default): plain TF32 products, as cuDNN's fp32 RNNs use, about 1e-3 relative;
+    off (the other tests): three TF32 products, fp32 accuracy (checked at 1e-5 everywhere else)."""
+    from rnnlab.kernels import common
+
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    assert common.dot_precision(torch.float32) == "tf32"
+    monkeypatch.setitem(TOLERANCE, torch.float32, (1e-2, 1e-2))
+    check(Case(cell, 16, 40, 300, torch.float32, lengths=True), device="cuda")
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    assert common.dot_precision(torch.float32) == "tf32x3"
 
 
 def _compiled_count(kernel) -> int:
