@@ -26,6 +26,8 @@ import torch
 BLOCK_B = 16  # batch rows per program on chip; tl.dot needs M >= 16, so smaller batches are padded (masked)
 MAX_BLOCK_B = 64  # the tiled path takes up to this many rows per program (fewer re-reads of W_hh per step)
 ON_CHIP_ELEMENTS = 16384  # G * BH^2 bound for keeping W_hh on chip: LSTM to H=64, GRU to 64, RNN to 128
+RESIDENT_ELEMENTS = 16384  # G * BH * BLOCK_N bound for a program's slice of W_hh on the split path
+RESIDENT_STATE = 8192  # BLOCK_B * BH bound for the state tile a resident program reads whole each step
 TILE_NS = (16, 32, 64)  # tiled path: output columns per tile, the smallest that keeps the grid on the SMs
 MAX_HIDDEN = 16384  # int32 offsets into W_hh (G*H*H) stay below 2^31 up to here
 INTERPRETER_SMS = 4  # programs per batch tile under the interpreter: enough to exercise the split path
@@ -105,6 +107,11 @@ def num_sms(device: torch.device) -> int:
     return INTERPRETER_SMS
 
 
+def resident_allowed() -> bool:
+    """A switch for comparisons: RNNLAB_RESIDENT=0 streams W_hh from L2 every step even where it would fit."""
+    return os.environ.get("RNNLAB_RESIDENT", "1") != "0"
+
+
 def grid_sync_allowed() -> bool:
     """A switch for debugging: RNNLAB_GRID_SYNC=0 launches the split path step by step instead."""
     return not interpreted() and os.environ.get("RNNLAB_GRID_SYNC", "1") != "0"
@@ -137,15 +144,28 @@ def plan(
             block_n = override.pop("BLOCK_N", None) or block_n
             block_k = 32  # measured on an H100 (experiments/kernels/README.md, tuning)
         n_progs = min(-(-hidden // block_n), per_tile)
+    # Resident: each program owns exactly one column tile and its slice of W_hh (G x padded H x BLOCK_N)
+    # fits beside the state, so the slice is loaded once per launch instead of re-read every step. The
+    # whole previous state (BLOCK_B x padded H) is then read as one tile, which bounds it too.
+    resident = (
+        not on_chip
+        and n_progs == -(-hidden // block_n)
+        and gates * padded * block_n <= RESIDENT_ELEMENTS
+        and block_b * padded <= RESIDENT_STATE
+        and resident_allowed()
+    )
+    if resident:
+        block_k = padded
     meta = dict(
         ON_CHIP=on_chip,
+        RESIDENT=resident,
         BLOCK_B=block_b,
         BLOCK_N=block_n,
         BLOCK_K=block_k,
         PRECISION=dot_precision(dtype),
         UPCAST=interpreted() and dtype == torch.bfloat16,  # see kernels/device.py: dot
     )
-    if on_chip:
+    if on_chip or resident:
         meta["num_warps"] = 8 if gates * block_n * block_k > 8192 else 4
     else:  # 16-row tiles: 4 warps, loads pipelined 2 tiles ahead; larger tiles: 8 warps, 1 ahead (registers)
         warps, stages = (4, 3) if block_b == BLOCK_B else (8, 2)

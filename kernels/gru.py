@@ -57,7 +57,8 @@ def _gru_fwd_kernel(
     gx, w, b, lengths, out, saved, h_buf, T, B, H, counter, S0, STEPS,
     SYNC: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, SAVE: tl.constexpr,
-    ON_CHIP: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    ON_CHIP: tl.constexpr, RESIDENT: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
     PRECISION: tl.constexpr,
     UPCAST: tl.constexpr,
 ):  # fmt: skip
@@ -85,6 +86,31 @@ def _gru_fwd_kernel(
                 gx, b, out, saved, t, B, H, rows, cols, acc_r, acc_z, acc_n, h, valid, HAS_BIAS, SAVE
             )
         tl.store(h_buf + (T % 2) * B * H + off, h, mask=mask)
+    elif RESIDENT:
+        # One column tile per program, its (padded H, BLOCK_N) slice of W^T per gate loaded once; this tile's
+        # h in registers for the launch, the whole h_{t-1} read from L2 each step.
+        cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+        ks = tl.arange(0, BLOCK_K)
+        mask = row_mask[:, None] & (cols < H)[None, :]
+        off = rows[:, None] * H + cols[None, :]
+        k_off = rows[:, None] * H + ks[None, :]
+        k_mask = row_mask[:, None] & (ks < H)[None, :]
+        w_r = load_wt_tile(w, H, 0, ks, cols)
+        w_z = load_wt_tile(w, H, 1, ks, cols)
+        w_n = load_wt_tile(w, H, 2, ks, cols)
+        h = tl.load(h_buf + (S0 % 2) * B * H + off, mask=mask, other=0.0, cache_modifier=".cg")
+        for s in range(S0, S0 + STEPS):
+            t = time_index(s, T, REVERSE)
+            valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
+            hk = tl.load(h_buf + (s % 2) * B * H + k_off, mask=k_mask, other=0.0, cache_modifier=".cg").to(dt)
+            acc_r = dot(hk, w_r, None, PRECISION, UPCAST)
+            acc_z = dot(hk, w_z, None, PRECISION, UPCAST)
+            acc_n = dot(hk, w_n, None, PRECISION, UPCAST)
+            h = _gru_fwd_cell(
+                gx, b, out, saved, t, B, H, rows, cols, acc_r, acc_z, acc_n, h, valid, HAS_BIAS, SAVE
+            )
+            tl.store(h_buf + ((s + 1) % 2) * B * H + off, h, mask=mask)
+            step_sync(counter, (s + 1) * tl.num_programs(1), SYNC)  # h_t complete before step s + 1 reads it
     else:
         # This program's column tiles of every gate (see common.Plan); h_{t-1} read from L2 (.cg).
         offs_n = tl.arange(0, BLOCK_N)
@@ -163,7 +189,7 @@ def _gru_bwd_cell(
 def _gru_bwd_kernel(
     w, saved, out, h0, lengths, d_out, d_gx, d_ghn, dh_buf, T, B, H, counter, S0, STEPS,
     SYNC: tl.constexpr, PHASE1: tl.constexpr, PHASE2: tl.constexpr,
-    HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, ON_CHIP: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, ON_CHIP: tl.constexpr, RESIDENT: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
     UPCAST: tl.constexpr,
 ):  # fmt: skip
@@ -191,6 +217,39 @@ def _gru_bwd_kernel(
             dh = dot(d_r.to(dt), w_r, dh, PRECISION, UPCAST)
             dh = dot(d_z.to(dt), w_z, dh, PRECISION, UPCAST)
             dh = dot(d_hn.to(dt), w_n, dh, PRECISION, UPCAST)
+        tl.store(dh_buf + off, dh, mask=mask)
+    elif RESIDENT:
+        # One column tile per program: its slice of each gate's W resident, this tile's dh in registers for
+        # the launch (in dh_buf between step-by-step launches).
+        cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+        ks = tl.arange(0, BLOCK_K)
+        mask = row_mask[:, None] & (cols < H)[None, :]
+        off = rows[:, None] * H + cols[None, :]
+        k_mask = row_mask[:, None] & (ks < H)[None, :]
+        w_r = load_w_tile(w, H, 0, ks, cols)
+        w_z = load_w_tile(w, H, 1, ks, cols)
+        w_n = load_w_tile(w, H, 2, ks, cols)
+        dh = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
+        for r in range(S0, S0 + STEPS):
+            s = T - 1 - r
+            t = time_index(s, T, REVERSE)
+            t_prev = time_index(tl.maximum(s - 1, 0), T, REVERSE)
+            valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
+            if PHASE1:  # gate gradients of this tile to global memory; dh becomes the bypass of dh_{t-1}
+                _, _, _, dh = _gru_bwd_cell(
+                    saved, out, h0, lengths, d_out, d_gx, d_ghn, t, t_prev, s > 0, B, H, rows, cols, dh,
+                    valid, HAS_LENGTHS,
+                )  # fmt: skip
+            step_sync(counter, (r + 1) * tl.num_programs(1), SYNC)  # all gate gradients of t written
+            if PHASE2:  # dh_{t-1} = bypass + [d_r, d_z, d gh_n] (B, 3H) @ W_hh (3H, this tile)
+                row = t.to(tl.int64) * B + rows[:, None]
+                x_off = row * 3 * H + ks[None, :]
+                d_r = tl.load(d_gx + x_off, mask=k_mask, other=0.0, cache_modifier=".cg")
+                dh = dot(d_r, w_r, dh, PRECISION, UPCAST)
+                d_z = tl.load(d_gx + x_off + H, mask=k_mask, other=0.0, cache_modifier=".cg")
+                dh = dot(d_z, w_z, dh, PRECISION, UPCAST)
+                d_hn = tl.load(d_ghn + row * H + ks[None, :], mask=k_mask, other=0.0, cache_modifier=".cg")
+                dh = dot(d_hn, w_n, dh, PRECISION, UPCAST)
         tl.store(dh_buf + off, dh, mask=mask)
     else:
         offs_n = tl.arange(0, BLOCK_N)

@@ -55,7 +55,7 @@ def _lstm_fwd_cell(
 def _lstm_fwd_kernel(
     gx, w, lengths, out, gates, cells, h_buf, c_buf, T, B, H, counter, S0, STEPS,
     SYNC: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, SAVE: tl.constexpr,
-    ON_CHIP: tl.constexpr,
+    ON_CHIP: tl.constexpr, RESIDENT: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
     UPCAST: tl.constexpr,
 ):  # fmt: skip
@@ -87,6 +87,35 @@ def _lstm_fwd_kernel(
                 gx, out, gates, cells, t, B, H, rows, cols, acc_i, acc_f, acc_g, acc_o, h, c, valid, SAVE
             )
         tl.store(h_buf + (T % 2) * B * H + off, h, mask=mask)
+        tl.store(c_buf + off, c, mask=mask)
+    elif RESIDENT:
+        # One column tile per program, its (BLOCK_K = padded H, BLOCK_N) slice of W^T per gate loaded once;
+        # this tile's h and c stay in registers for the launch, the whole h_{t-1} is read from L2 each step.
+        cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+        ks = tl.arange(0, BLOCK_K)
+        mask = row_mask[:, None] & (cols < H)[None, :]
+        off = rows[:, None] * H + cols[None, :]
+        k_off = rows[:, None] * H + ks[None, :]
+        k_mask = row_mask[:, None] & (ks < H)[None, :]
+        w_i = load_wt_tile(w, H, 0, ks, cols)
+        w_f = load_wt_tile(w, H, 1, ks, cols)
+        w_g = load_wt_tile(w, H, 2, ks, cols)
+        w_o = load_wt_tile(w, H, 3, ks, cols)
+        h = tl.load(h_buf + (S0 % 2) * B * H + off, mask=mask, other=0.0, cache_modifier=".cg")
+        c = tl.load(c_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
+        for s in range(S0, S0 + STEPS):
+            t = time_index(s, T, REVERSE)
+            valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
+            hk = tl.load(h_buf + (s % 2) * B * H + k_off, mask=k_mask, other=0.0, cache_modifier=".cg").to(dt)
+            acc_i = dot(hk, w_i, None, PRECISION, UPCAST)
+            acc_f = dot(hk, w_f, None, PRECISION, UPCAST)
+            acc_g = dot(hk, w_g, None, PRECISION, UPCAST)
+            acc_o = dot(hk, w_o, None, PRECISION, UPCAST)
+            h, c = _lstm_fwd_cell(
+                gx, out, gates, cells, t, B, H, rows, cols, acc_i, acc_f, acc_g, acc_o, h, c, valid, SAVE
+            )
+            tl.store(h_buf + ((s + 1) % 2) * B * H + off, h, mask=mask)
+            step_sync(counter, (s + 1) * tl.num_programs(1), SYNC)  # h_t complete before step s + 1 reads it
         tl.store(c_buf + off, c, mask=mask)
     else:
         # W_hh re-read every step in (BLOCK_K, BLOCK_N) tiles; h_{t-1} comes from the scratch slot written
@@ -170,7 +199,7 @@ def _lstm_bwd_cell(
 def _lstm_bwd_kernel(
     w, gates, cells, c0, lengths, d_out, d_gates, dh_buf, dc_buf, T, B, H, counter, S0, STEPS,
     SYNC: tl.constexpr, PHASE1: tl.constexpr, PHASE2: tl.constexpr,
-    HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, ON_CHIP: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, ON_CHIP: tl.constexpr, RESIDENT: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
     UPCAST: tl.constexpr,
 ):  # fmt: skip
@@ -200,6 +229,42 @@ def _lstm_bwd_kernel(
             dh = dot(d_f.to(dt), w_f, dh, PRECISION, UPCAST)
             dh = dot(d_g.to(dt), w_g, dh, PRECISION, UPCAST)
             dh = dot(d_o.to(dt), w_o, dh, PRECISION, UPCAST)
+        tl.store(dh_buf + off, dh, mask=mask)
+        tl.store(dc_buf + off, dc, mask=mask)
+    elif RESIDENT:
+        # One column tile per program: its (padded H, BLOCK_N) slice of each gate's W resident, this tile's
+        # dh and dc in registers for the launch (in dh_buf / dc_buf between step-by-step launches).
+        cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+        ks = tl.arange(0, BLOCK_K)
+        mask = row_mask[:, None] & (cols < H)[None, :]
+        off = rows[:, None] * H + cols[None, :]
+        k_mask = row_mask[:, None] & (ks < H)[None, :]
+        w_i = load_w_tile(w, H, 0, ks, cols)
+        w_f = load_w_tile(w, H, 1, ks, cols)
+        w_g = load_w_tile(w, H, 2, ks, cols)
+        w_o = load_w_tile(w, H, 3, ks, cols)
+        dh = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
+        dc = tl.load(dc_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
+        for r in range(S0, S0 + STEPS):
+            s = T - 1 - r
+            t = time_index(s, T, REVERSE)
+            t_prev = time_index(tl.maximum(s - 1, 0), T, REVERSE)  # in bounds; unused when s == 0
+            valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
+            if PHASE1:  # dG[t] of this tile to global memory; dh becomes the part of dh_{t-1} bypassing W
+                _, _, _, _, dh, dc = _lstm_bwd_cell(
+                    gates, cells, c0, d_out, d_gates, t, t_prev, s > 0, B, H, rows, cols, dh, dc, valid
+                )
+            step_sync(counter, (r + 1) * tl.num_programs(1), SYNC)  # all of dG[t] written before it is read
+            if PHASE2:  # dh_{t-1} = bypass + dG[t] (B, 4H) @ W_hh (4H, this tile)
+                k_off = (t.to(tl.int64) * B + rows[:, None]) * 4 * H + ks[None, :]
+                dg = tl.load(d_gates + k_off, mask=k_mask, other=0.0, cache_modifier=".cg")
+                dh = dot(dg, w_i, dh, PRECISION, UPCAST)
+                dg = tl.load(d_gates + k_off + H, mask=k_mask, other=0.0, cache_modifier=".cg")
+                dh = dot(dg, w_f, dh, PRECISION, UPCAST)
+                dg = tl.load(d_gates + k_off + 2 * H, mask=k_mask, other=0.0, cache_modifier=".cg")
+                dh = dot(dg, w_g, dh, PRECISION, UPCAST)
+                dg = tl.load(d_gates + k_off + 3 * H, mask=k_mask, other=0.0, cache_modifier=".cg")
+                dh = dot(dg, w_o, dh, PRECISION, UPCAST)
         tl.store(dh_buf + off, dh, mask=mask)
         tl.store(dc_buf + off, dc, mask=mask)
     else:

@@ -42,7 +42,8 @@ def _rnn_fwd_kernel(
     gx, w, lengths, out, h_buf, T, B, H, counter, S0, STEPS,
     SYNC: tl.constexpr,
     ACT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, ON_CHIP: tl.constexpr,
-    BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+    RESIDENT: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    PRECISION: tl.constexpr,
     UPCAST: tl.constexpr,
 ):  # fmt: skip
     # h_buf (2, B, H) fp32: h0 in slot 0; step s reads slot s % 2 and writes the other (tiled path); the
@@ -62,6 +63,25 @@ def _rnn_fwd_kernel(
             acc = dot(h.to(dt), w_t, None, PRECISION, UPCAST)
             h = _rnn_fwd_cell(gx, out, t, B, H, rows, cols, acc, h, valid, ACT)
         tl.store(h_buf + (T % 2) * B * H + off, h, mask=mask)
+    elif RESIDENT:
+        # One column tile per program, its (padded H, BLOCK_N) slice of W^T loaded once; this tile's h in
+        # registers for the launch, the whole h_{t-1} read from L2 each step.
+        cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+        ks = tl.arange(0, BLOCK_K)
+        mask = row_mask[:, None] & (cols < H)[None, :]
+        off = rows[:, None] * H + cols[None, :]
+        k_off = rows[:, None] * H + ks[None, :]
+        k_mask = row_mask[:, None] & (ks < H)[None, :]
+        w_t = load_wt_tile(w, H, 0, ks, cols)
+        h = tl.load(h_buf + (S0 % 2) * B * H + off, mask=mask, other=0.0, cache_modifier=".cg")
+        for s in range(S0, S0 + STEPS):
+            t = time_index(s, T, REVERSE)
+            valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
+            hk = tl.load(h_buf + (s % 2) * B * H + k_off, mask=k_mask, other=0.0, cache_modifier=".cg")
+            acc = dot(hk.to(dt), w_t, None, PRECISION, UPCAST)
+            h = _rnn_fwd_cell(gx, out, t, B, H, rows, cols, acc, h, valid, ACT)
+            tl.store(h_buf + ((s + 1) % 2) * B * H + off, h, mask=mask)
+            step_sync(counter, (s + 1) * tl.num_programs(1), SYNC)  # h_t complete before step s + 1 reads it
     else:
         # This program's column tiles (see common.Plan); h_{t-1} read from L2 (.cg).
         offs_n = tl.arange(0, BLOCK_N)
@@ -108,7 +128,8 @@ def _rnn_bwd_kernel(
     w, out, lengths, d_out, d_pre, dh_buf, T, B, H, counter, S0, STEPS,
     SYNC: tl.constexpr, PHASE1: tl.constexpr, PHASE2: tl.constexpr,
     ACT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, ON_CHIP: tl.constexpr,
-    BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+    RESIDENT: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    PRECISION: tl.constexpr,
     UPCAST: tl.constexpr,
 ):  # fmt: skip
     # dh_buf (B, H) fp32: d h_n in, dh0 out. Processing steps run s = T-1 .. 0.
@@ -126,6 +147,26 @@ def _rnn_bwd_kernel(
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
             d, dh = _rnn_bwd_cell(out, d_out, d_pre, t, B, H, rows, cols, dh, valid, ACT)
             dh = dot(d.to(dt), w_tile, dh, PRECISION, UPCAST)
+        tl.store(dh_buf + off, dh, mask=mask)
+    elif RESIDENT:
+        # One column tile per program: its slice of W resident, this tile's dh in registers for the launch.
+        cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+        ks = tl.arange(0, BLOCK_K)
+        mask = row_mask[:, None] & (cols < H)[None, :]
+        off = rows[:, None] * H + cols[None, :]
+        k_mask = row_mask[:, None] & (ks < H)[None, :]
+        w_tile = load_w_tile(w, H, 0, ks, cols)
+        dh = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
+        for r in range(S0, S0 + STEPS):
+            t = time_index(T - 1 - r, T, REVERSE)
+            valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
+            if PHASE1:  # d_pre[t] of this tile to global memory; dh becomes the bypass of dh_{t-1}
+                _, dh = _rnn_bwd_cell(out, d_out, d_pre, t, B, H, rows, cols, dh, valid, ACT)
+            step_sync(counter, (r + 1) * tl.num_programs(1), SYNC)  # all of d_pre[t] written
+            if PHASE2:  # dh_{t-1} = bypass + d_pre[t] (B, H) @ W_hh (H, this tile)
+                k_off = (t.to(tl.int64) * B + rows[:, None]) * H + ks[None, :]
+                d = tl.load(d_pre + k_off, mask=k_mask, other=0.0, cache_modifier=".cg")
+                dh = dot(d, w_tile, dh, PRECISION, UPCAST)
         tl.store(dh_buf + off, dh, mask=mask)
     else:
         offs_n = tl.arange(0, BLOCK_N)

@@ -47,13 +47,13 @@ grep -A200 "^| cell" "$out/bench-cuda.log" | grep -v reference
 echo "pytest exit $?"
 [ "${TESTS:-1}" = 1 ] && tail -15 "$out/gpu-tests.log"
 
-# 4. Tuning notes: the tiled path's BLOCK_N,BLOCK_K,warps,stages (kernels/common.py: RNNLAB_TILE) on three
-# LSTM rows, triton against cudnn.
+# 4. Tuning notes: the same rows under other settings of the kernels' knobs (kernels/common.py:
+# RNNLAB_RESIDENT, RNNLAB_TILE=BLOCK_N,BLOCK_K,warps,stages), triton against cudnn.
 [ "${TUNE:-1}" = 1 ] || exit 0
-for tile in ${TILES:-0,64,8,2 32,64,8,2 0,32,4,3 0,128,8,2}; do
-    RNNLAB_TILE=$tile timeout "${TUNE_S:-15}" rnnlab-bench --device cuda --cells lstm --dtypes ${TUNE_DTYPES:-bf16 fp32} \
-        --backends triton --shapes ${TUNE_SHAPES:-16,1024,128,128 16,512,768,768 256,128,1024,1024} \
-        --csv "$out/tune.csv" \
-        2>&1 | grep triton | sed "s/^/tile $tile: /"
+for setting in ${TUNE_ENVS:-RNNLAB_RESIDENT=0 RNNLAB_TILE=0,64,8,2}; do
+    env "$setting" timeout "${TUNE_S:-15}" rnnlab-bench --device cuda --cells ${TUNE_CELLS:-lstm} \
+        --dtypes ${TUNE_DTYPES:-bf16 fp32} --backends triton \
+        --shapes ${TUNE_SHAPES:-16,1024,128,128 16,512,768,768 256,128,1024,1024} --csv "$out/tune.csv" \
+        2>&1 | grep triton | sed "s/^/$setting: /"
 done > "$out/tune.log"
 cat "$out/tune.log"

@@ -24,16 +24,17 @@ def test_many_batch_tiles_and_odd_hidden(cell):
     check(Case(cell, 37, 33, 200, torch.float16, lengths=True, reverse=False), device="cuda")
 
 
+@pytest.mark.parametrize("hidden", [100, 300], ids=lambda h: f"H{h}")  # W_hh slices resident / streamed
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_grid_barrier_matches_step_by_step_launches(monkeypatch, cell, dtype):
+def test_grid_barrier_matches_step_by_step_launches(monkeypatch, cell, dtype, hidden):
     """The split path in one launch (programs meet at a grid barrier every step) against the same kernel
     launched once per step (the launch boundary is the barrier). A missing or leaky barrier lets a program
     read a half-written state: the results would differ, and differ from run to run."""
     from rnnlab.kernels import common
 
-    case = Case(cell, 16, 40, 300, DTYPES[dtype], lengths=True, reverse=True)
-    assert common.plan(4, 300, 16, case.dtype, torch.device("cuda")).sync
+    case = Case(cell, 16, 40, hidden, DTYPES[dtype], lengths=True, reverse=True)
+    assert common.plan(4, hidden, 16, case.dtype, torch.device("cuda")).sync
     inputs, lengths = draw_inputs(case, "cuda"), draw_lengths(case, "cuda")
 
     def outputs_and_grads():

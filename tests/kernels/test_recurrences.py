@@ -77,8 +77,19 @@ def test_two_batch_tiles(cell):
 @pytest.mark.parametrize("hidden", [20, 33], ids=lambda h: f"H{h}")
 @pytest.mark.parametrize("cell", CELLS, ids=_cell_id)
 def test_tiled_path_matches_reference(cell, hidden, dtype, mode):
+    """One column tile per program (2 or 3 programs): each keeps its slice of W_hh resident."""
     lengths, reverse, init = mode
     check(Case(cell[0], 3, 7, hidden, dtype, lengths, reverse, init, nonlinearity=cell[1]), block_h=16)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_tiled_path_streaming_the_weight(monkeypatch, cell):
+    """RNNLAB_RESIDENT=0: one tile per program, W_hh re-read from memory every step."""
+    from rnnlab.kernels import common
+
+    monkeypatch.setenv("RNNLAB_RESIDENT", "0")
+    assert not common.plan(4, 33, 3, torch.float32, torch.device("cpu"), block_h=16).meta["RESIDENT"]
+    check(Case(cell, 3, 7, 33, torch.bfloat16, lengths=True, reverse=True), block_h=16)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
@@ -89,6 +100,7 @@ def test_tiled_path_with_more_column_tiles_than_programs(cell):
 
     plan = common.plan(4, 70, 17, torch.float32, torch.device("cpu"), block_h=16)
     assert plan.grid == (2, 2) and not plan.sync  # 4 "SMs" shared by 2 batch tiles
+    assert not plan.meta["RESIDENT"]  # W_hh streamed: a program's tiles change within a step
     check(Case(cell, 17, 5, 70, torch.float32, lengths=True, reverse=True), block_h=16)
     check(Case(cell, 3, 5, 70, torch.float32, lengths=True), block_h=16)  # (1, 4): a program with 2 tiles
 

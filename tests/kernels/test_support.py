@@ -90,6 +90,22 @@ def test_launch_plan_fits_the_sms_and_covers_every_column(monkeypatch, gates, ba
     assert 1 <= n_progs <= n_tiles  # every program owns at least one column tile, every tile an owner
     if meta["ON_CHIP"]:
         assert n_progs == 1 and meta["BLOCK_N"] >= hidden and gates * meta["BLOCK_N"] ** 2 <= 16384
+    if meta["RESIDENT"]:  # one tile per program, the whole (padded) reduction in one resident slice
+        assert n_progs == n_tiles and meta["BLOCK_K"] >= hidden
+        assert gates * meta["BLOCK_K"] * meta["BLOCK_N"] <= common.RESIDENT_ELEMENTS
+        assert meta["BLOCK_B"] * meta["BLOCK_K"] <= common.RESIDENT_STATE
+
+
+def test_resident_weight_slices_where_they_fit(monkeypatch):
+    from rnnlab.kernels import common
+
+    monkeypatch.setattr(common, "num_sms", lambda device: 132)
+    assert common.plan(4, 128, 16, torch.bfloat16, CUDA).meta["RESIDENT"]  # 4 x 128 x 16 = 8K elements
+    assert not common.plan(4, 768, 16, torch.bfloat16, CUDA).meta["RESIDENT"]  # 4 x 1024 x 16: streamed
+    assert common.plan(1, 512, 16, torch.bfloat16, CUDA).meta["RESIDENT"]
+    assert not common.plan(1, 512, 64, torch.bfloat16, CUDA).meta["RESIDENT"]  # 64 x 512 state tile
+    monkeypatch.setenv("RNNLAB_RESIDENT", "0")
+    assert not common.plan(4, 128, 16, torch.bfloat16, CUDA).meta["RESIDENT"]
 
 
 def test_grid_barrier_only_on_a_gpu_and_only_when_allowed(monkeypatch):
