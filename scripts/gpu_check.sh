@@ -20,7 +20,7 @@ tail -3 "$out/setup.log"                               # piped `source` would ru
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
 python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$out/gpu.txt"
 workers=()
-python -c "import xdist" 2>/dev/null && workers=(-n 6)
+python -c "import xdist" 2>/dev/null && workers=(-n 12)
 
 # 1. The grid barrier: one launch with a barrier per step against step-by-step launches, every cell.
 timeout "${SMOKE_S:-90}" python -m pytest tests/kernels/test_gpu.py -k grid_barrier "${workers[@]}" -q -p no:cacheprovider \
