@@ -24,7 +24,10 @@ from dataclasses import dataclass
 import torch
 
 BLOCK_B = 16  # batch rows per program on chip; tl.dot needs M >= 16, so smaller batches are padded (masked)
-MAX_BLOCK_B = 64  # the tiled path takes up to this many rows per program (fewer re-reads of W_hh per step)
+# Rows per program on the tiled path, at most (more rows: fewer re-reads of W_hh per step), by gate count.
+# GRU stays at 16: its backward with 64-row tiles gave wrong gradients on an H100 (B=37, H=200, fp16;
+# experiments/kernels/README.md, "known problems") while 16-row tiles passed every GPU test.
+MAX_BLOCK_B = {1: 64, 3: 16, 4: 64}
 ON_CHIP_ELEMENTS = 16384  # G * BH^2 bound for keeping W_hh on chip: LSTM to H=64, GRU to 64, RNN to 128
 RESIDENT_ELEMENTS = 16384  # G * BH * BLOCK_N bound for a program's slice of W_hh on the split path
 RESIDENT_STATE = 8192  # BLOCK_B * BH bound for the state tile a resident program reads whole each step
@@ -133,7 +136,8 @@ def plan(
         block_b, block_n, block_k, n_progs = BLOCK_B, padded, padded, 1
         b_tiles = -(-batch // block_b)
     else:
-        block_b = BLOCK_B if block_h else min(MAX_BLOCK_B, max(BLOCK_B, triton_next_power_of_2(batch)))
+        widest = MAX_BLOCK_B[gates]
+        block_b = BLOCK_B if block_h else min(widest, max(BLOCK_B, triton_next_power_of_2(batch)))
         b_tiles = -(-batch // block_b)
         per_tile = max(1, num_sms(device) // b_tiles)  # programs of one batch tile that fit beside the rest
         override = {} if block_h else _tile_override()  # tests' forced tiles win

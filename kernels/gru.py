@@ -272,9 +272,8 @@ def _gru_bwd_kernel(
                     )  # fmt: skip
                     tl.store(dh_buf + off, dh_bypass, mask=mask)
             step_sync(counter, (r + 1) * tl.num_programs(1), SYNC)  # all gate gradients of t written
-            if (
-                PHASE2
-            ):  # dh_{t-1} = bypass + [d_r, d_z, d gh_n] (B, 3H) @ W_hh (3H, H), this program's columns
+            # dh_{t-1} = bypass + [d_r, d_z, d gh_n] (B, 3H) @ W_hh (3H, H), this program's columns
+            if PHASE2:
                 for n0 in range(n_first, H, n_step):
                     cols = n0 + offs_n
                     mask = row_mask[:, None] & (cols < H)[None, :]

@@ -4,7 +4,7 @@ Every case compares out, the final states and the gradients of gx, w_hh, b_hh (G
 
 import pytest
 import torch
-from kernel_cases import Case, check
+from kernel_cases import DEVICE, Case, check
 
 # Odd sizes: H not a power of two (masked columns), B below the 16-row batch tile (masked rows), T = 1.
 SHAPES = [(1, 1, 5), (3, 7, 20), (1, 7, 33), (3, 7, 33)]  # (B, T, H)
@@ -93,13 +93,14 @@ def test_tiled_path_streaming_the_weight(monkeypatch, cell):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_tiled_path_with_more_column_tiles_than_programs(cell):
-    """H = 70 in 16-column tiles: 5 tiles dealt round-robin to the interpreter's 4 programs per batch tile,
-    so one program owns two tiles; 2 batch tiles (B = 17)."""
+def test_tiled_path_with_more_column_tiles_than_programs(monkeypatch, cell):
+    """H = 70 in 16-column tiles: 5 tiles dealt round-robin to 4 programs per batch tile (a device of 4
+    SMs, as the interpreter pretends to be), so one program owns two tiles; 2 batch tiles (B = 17)."""
     from rnnlab.kernels import common
 
-    plan = common.plan(4, 70, 17, torch.float32, torch.device("cpu"), block_h=16)
-    assert plan.grid == (2, 2) and not plan.sync  # 4 "SMs" shared by 2 batch tiles
+    monkeypatch.setattr(common, "num_sms", lambda device: 4)
+    plan = common.plan(4, 70, 17, torch.float32, torch.device(DEVICE), block_h=16)
+    assert plan.grid == (2, 2) and plan.sync == (DEVICE == "cuda")  # 4 "SMs" shared by 2 batch tiles
     assert not plan.meta["RESIDENT"]  # W_hh streamed: a program's tiles change within a step
     check(Case(cell, 17, 5, 70, torch.float32, lengths=True, reverse=True), block_h=16)
     check(Case(cell, 3, 5, 70, torch.float32, lengths=True), block_h=16)  # (1, 4): a program with 2 tiles

@@ -84,6 +84,7 @@ def test_launch_plan_fits_the_sms_and_covers_every_column(monkeypatch, gates, ba
     b_tiles, n_progs = plan.grid
     meta = plan.meta
     assert b_tiles * meta["BLOCK_B"] >= batch > (b_tiles - 1) * meta["BLOCK_B"]
+    assert meta["BLOCK_B"] == 16 or (gates != 3 and not meta["ON_CHIP"])  # GRU: 16-row tiles only
     assert n_progs == 1 or b_tiles * n_progs <= 132
     assert plan.sync == (n_progs > 1)
     n_tiles = -(-hidden // meta["BLOCK_N"])
