@@ -146,7 +146,7 @@ def plan(
         else:
             block_n = next((n for n in TILE_NS if -(-hidden // n) <= per_tile), TILE_NS[-1])
             block_n = override.pop("BLOCK_N", None) or block_n
-            block_k = 32  # measured on an H100 (experiments/kernels/README.md, tuning)
+            block_k = _streamed_tiles(block_b, dtype)["BLOCK_K"]
         n_progs = min(-(-hidden // block_n), per_tile)
     # Resident: each program owns exactly one column tile and its slice of W_hh (G x padded H x BLOCK_N)
     # fits beside the state, so the slice is loaded once per launch instead of re-read every step. The
@@ -171,10 +171,19 @@ def plan(
     )
     if on_chip or resident:
         meta["num_warps"] = 8 if gates * block_n * block_k > 8192 else 4
-    else:  # 16-row tiles: 4 warps, loads pipelined 2 tiles ahead; larger tiles: 8 warps, 1 ahead (registers)
-        warps, stages = (4, 3) if block_b == BLOCK_B else (8, 2)
-        meta.update({"num_warps": warps, "num_stages": stages, **override})
+    else:
+        meta.update({**_streamed_tiles(block_b, dtype), "BLOCK_K": block_k, **override})
     return Plan((b_tiles, n_progs), meta, sync=n_progs > 1 and grid_sync_allowed())
+
+
+def _streamed_tiles(block_b: int, dtype: torch.dtype) -> dict:
+    """BLOCK_K, warps and pipeline depth of the streamed split path, as measured on an H100
+    (experiments/kernels/README.md, "tuning"): bf16/fp16 read W_hh in 64-deep tiles, 4 loads ahead; fp32
+    (TF32) keeps the shallower tiles it was measured with (16-row tiles: 4 warps, 3 stages; larger: 8, 2)."""
+    if dtype != torch.float32:
+        return dict(BLOCK_K=64, num_warps=4, num_stages=4)
+    warps, stages = (4, 3) if block_b == BLOCK_B else (8, 2)
+    return dict(BLOCK_K=32, num_warps=warps, num_stages=stages)
 
 
 def _tile_override() -> dict:
