@@ -265,35 +265,31 @@ def needs_grad(*tensors: torch.Tensor | None) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
-def entering_states(
-    out: torch.Tensor, h0: torch.Tensor, lengths: torch.Tensor | None, reverse: bool
+def recurrent_weight_grad(
+    d_gates: torch.Tensor, out: torch.Tensor, h0: torch.Tensor, lengths: torch.Tensor | None, reverse: bool
 ) -> torch.Tensor:
-    """(T, B, H) hidden state entering each step (indexed by time t), rebuilt from ``out`` and ``h0``.
+    """dW_hh = sum_t dG_t^T h_entering(t): (G*H, H), two deterministic GEMMs, without materialising the
+    (T, B, H) entering states.
 
-    Only its values at valid steps matter (the gate gradients are zero elsewhere). A valid step's entering
-    state is the output of the step processed just before it when that step was valid, else h0 (the first
-    processed step, or a reverse row's first valid step).
-    """
-    steps = out.shape[0]
-    if steps == 0:
-        return out.new_zeros(out.shape)
-    first = h0.unsqueeze(0)  # (1, B, H)
+    A row's valid steps are a prefix t < length and dG is zero on the others, so the state entering a valid
+    step is the output of the step processed just before (t - 1 forward, t + 1 reverse), except at the
+    row's first processed step (t = 0 forward, t = length - 1 reverse), which starts from h0. ``out`` is
+    zero past each length, so the neighbour term adds nothing at that first step."""
+    steps, batch, hidden = out.shape
+    gh = d_gates.shape[-1]
+    if steps == 0:  # no step: the weight had no effect
+        return h0.new_zeros(gh, hidden)
     if reverse:
-        shifted = torch.cat([out[1:], first], dim=0)  # out[t + 1]
+        shifted = d_gates[:-1].reshape(-1, gh).t() @ out[1:].reshape(-1, hidden)  # dG_t^T out_{t+1}
+        if lengths is None:
+            first = d_gates[steps - 1]  # (B, G*H)
+        else:
+            last = (lengths.long() - 1).clamp_min(0)  # rows of length 0 have dG = 0 everywhere
+            first = d_gates[last, torch.arange(batch, device=out.device)]
     else:
-        shifted = torch.cat([first, out[:-1]], dim=0)  # out[t - 1]
-    if lengths is None:
-        return shifted
-    valid = torch.arange(steps, device=out.device)[:, None] < lengths[None, :].long()  # (T, B)
-    never = valid.new_zeros(1, valid.shape[1])
-    prev_valid = torch.cat([valid[1:], never], 0) if reverse else torch.cat([never, valid[:-1]], 0)
-    return torch.where(prev_valid.unsqueeze(-1), shifted, first)
-
-
-def recurrent_weight_grad(d_gates: torch.Tensor, h_prev: torch.Tensor) -> torch.Tensor:
-    """dW = sum_t dG_t^T h_{t-1}: one (G*H, T*B) @ (T*B, H) GEMM, deterministic."""
-    gh, hidden = d_gates.shape[-1], h_prev.shape[-1]
-    return d_gates.reshape(-1, gh).t() @ h_prev.reshape(-1, hidden)
+        shifted = d_gates[1:].reshape(-1, gh).t() @ out[:-1].reshape(-1, hidden)  # dG_t^T out_{t-1}
+        first = d_gates[0]
+    return shifted + first.t() @ h0
 
 
 def zeros_if_none(grad: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:

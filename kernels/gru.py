@@ -12,6 +12,7 @@ and ``out``. The backward kernel produces d gx (T, B, 3H), the hidden-side n gra
 Block layout and the two paths: see ``kernels/common.py``.
 """
 
+import functools
 from typing import Optional
 
 import torch
@@ -383,13 +384,12 @@ def _backward(ctx, d_out, d_hn, _d_saved):
     d_out, d_hn = common.zeros_if_none(d_out, out), common.zeros_if_none(d_hn, h0)
     d_gx, d_ghn, dh0 = _gru_bwd(d_out, d_hn, w_hh, saved, out, h0, lengths, ctx.reverse, ctx.block_h)
     two_h = 2 * h0.shape[1]
-    h_prev = common.entering_states(out, h0, lengths, ctx.reverse)  # (T, B, H)
-    d_w_hh = torch.cat(
-        [
-            common.recurrent_weight_grad(d_gx[..., :two_h], h_prev),  # (2H, H): r, z, same on both sides
-            common.recurrent_weight_grad(d_ghn, h_prev),  # (H, H): n, the hidden side
-        ]
+    grad = functools.partial(
+        common.recurrent_weight_grad, out=out, h0=h0, lengths=lengths, reverse=ctx.reverse
     )
+    d_w_hh = torch.cat(
+        [grad(d_gx[..., :two_h]), grad(d_ghn)]
+    )  # r, z (same on both sides); n, the hidden side
     d_b_hh = None
     if ctx.has_bias:
         d_b_hh = torch.cat([d_gx[..., :two_h].sum(dim=(0, 1)), d_ghn.sum(dim=(0, 1))])  # (3H,)

@@ -404,8 +404,7 @@ def _backward(ctx, d_out, d_hn, d_cn, _d_gates, _d_cells):
     out, w_hh, h0, c0, gates, cells, lengths = ctx.saved_tensors
     d_out, d_hn, d_cn = (common.zeros_if_none(g, x) for g, x in ((d_out, out), (d_hn, h0), (d_cn, c0)))
     d_gx, dh0, dc0 = _lstm_bwd(d_out, d_hn, d_cn, w_hh, gates, cells, c0, lengths, ctx.reverse, ctx.block_h)
-    h_prev = common.entering_states(out, h0, lengths, ctx.reverse)  # (T, B, H)
-    d_w_hh = common.recurrent_weight_grad(d_gx, h_prev)  # (4H, H)
+    d_w_hh = common.recurrent_weight_grad(d_gx, out, h0, lengths, ctx.reverse)  # (4H, H)
     return d_gx, d_w_hh, dh0, dc0, None, None, None, None
 
 

@@ -276,8 +276,7 @@ def _backward(ctx, d_out, d_hn):
     out, w_hh, h0, lengths = ctx.saved_tensors
     d_out, d_hn = common.zeros_if_none(d_out, out), common.zeros_if_none(d_hn, h0)
     d_gx, dh0 = _rnn_bwd(d_out, d_hn, w_hh, out, lengths, ctx.reverse, ctx.nonlinearity, ctx.block_h)
-    h_prev = common.entering_states(out, h0, lengths, ctx.reverse)  # (T, B, H)
-    d_w_hh = common.recurrent_weight_grad(d_gx, h_prev)  # (H, H)
+    d_w_hh = common.recurrent_weight_grad(d_gx, out, h0, lengths, ctx.reverse)  # (H, H)
     return d_gx, d_w_hh, dh0, None, None, None, None
 
 
