@@ -9,7 +9,7 @@ Same math and conventions as ``rnnlab.reference.gru``:
 Saved for backward: r, z, n and gh_n = h_{t-1} @ W_hn.T + b_hn, as one (T, B, 4H) tensor in the input dtype,
 and ``out``. The backward kernel produces d gx (T, B, 3H), the hidden-side n gradient d gh_n = d gx_n * r
 (T, B, H) (the r, z parts are the same on both sides) and dh0; dW_hh and db_hh are GEMMs/sums afterwards.
-Block layout and the two paths: see ``kernels/common.py``.
+Paths (on chip, split resident, split streamed) and launches: see ``kernels/launch.py``.
 """
 
 import functools
@@ -20,7 +20,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from . import common
+from . import common, launch
 from .device import dot, load_w_tile, load_wt_tile, sigmoid, step_sync, step_validity, tanh, time_index
 
 
@@ -113,7 +113,7 @@ def _gru_fwd_kernel(
             tl.store(h_buf + ((s + 1) % 2) * B * H + off, h, mask=mask)
             step_sync(counter, (s + 1) * tl.num_programs(1), SYNC)  # h_t complete before step s + 1 reads it
     else:
-        # This program's column tiles of every gate (see common.Plan); h_{t-1} read from L2 (.cg).
+        # This program's column tiles of every gate (see launch.Plan); h_{t-1} read from L2 (.cg).
         offs_n = tl.arange(0, BLOCK_N)
         offs_k = tl.arange(0, BLOCK_K)
         n_first, n_step = tl.program_id(1) * BLOCK_N, tl.num_programs(1) * BLOCK_N
@@ -316,11 +316,11 @@ def _gru_fwd(
     saved = common.new_buffer((steps, batch, 4 * hidden) if save else (0,), gx.dtype, gx.device)
     h_buf = h0.to(torch.float32).expand(2, batch, hidden).contiguous()  # (2, B, H) fp32
     if steps > 0 and batch > 0:
-        plan = common.plan(3, hidden, batch, gx.dtype, gx.device, block_h)
+        plan = launch.plan(3, hidden, batch, gx.dtype, gx.device, block_h)
         bias = None if b_hh is None else b_hh.contiguous()
         args = (gx, w_hh, bias, lengths, out, saved if save else None, h_buf, steps, batch, hidden)
         with common.device_guard(gx):
-            common.launch(
+            launch.run(
                 _gru_fwd_kernel, plan, steps, args,
                 HAS_BIAS=b_hh is not None, HAS_LENGTHS=lengths is not None, REVERSE=reverse, SAVE=save,
             )  # fmt: skip
@@ -346,10 +346,10 @@ def _gru_bwd(
     d_ghn = common.new_buffer((steps, batch, hidden), out.dtype, out.device)
     dh_buf = d_hn.to(torch.float32).clone().contiguous()
     if steps > 0 and batch > 0:
-        plan = common.plan(3, hidden, batch, out.dtype, out.device, block_h)
+        plan = launch.plan(3, hidden, batch, out.dtype, out.device, block_h)
         args = (w_hh, saved, out.contiguous(), h0.contiguous(), lengths, d_out, d_gx, d_ghn, dh_buf)
         with common.device_guard(out):
-            common.launch(
+            launch.run(
                 _gru_bwd_kernel, plan, steps, (*args, steps, batch, hidden), phased=True,
                 HAS_LENGTHS=lengths is not None, REVERSE=reverse,
             )  # fmt: skip

@@ -9,7 +9,7 @@ Same math and conventions as ``rnnlab.reference.lstm`` (torch.nn gate order i, f
 Saved for backward: the post-activation gates (T, B, 4H) and the cell states (T, B, H) in the input dtype, and
 ``out`` (returned anyway). The backward kernel produces dG (T, B, 4H) = d gx, dh0 and dc0; dW_hh is one GEMM
 over all steps afterwards, with the entering states rebuilt from ``out`` and h0.
-Block layout and the two paths (weight on chip / weight re-read in tiles): see ``kernels/common.py``.
+Paths (on chip, split resident, split streamed) and launches: see ``kernels/launch.py``.
 """
 
 from typing import Optional
@@ -19,7 +19,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from . import common
+from . import common, launch
 from .device import dot, load_w_tile, load_wt_tile, sigmoid, step_sync, step_validity, tanh, time_index
 
 
@@ -120,7 +120,7 @@ def _lstm_fwd_kernel(
     else:
         # W_hh re-read every step in (BLOCK_K, BLOCK_N) tiles; h_{t-1} comes from the scratch slot written
         # by the previous step (.cg: read from L2, where every program's stores went). This program owns the
-        # column tiles n0 = pid_n * BLOCK_N + j * (programs) * BLOCK_N of every gate (see common.Plan).
+        # column tiles n0 = pid_n * BLOCK_N + j * (programs) * BLOCK_N of every gate (see launch.Plan).
         offs_n = tl.arange(0, BLOCK_N)
         offs_k = tl.arange(0, BLOCK_K)
         n_first, n_step = tl.program_id(1) * BLOCK_N, tl.num_programs(1) * BLOCK_N
@@ -330,10 +330,10 @@ def _lstm_fwd(
     h_buf = h0.to(torch.float32).expand(2, batch, hidden).contiguous()  # (2, B, H) fp32
     c_buf = c0.to(torch.float32).clone().contiguous()  # (B, H) fp32
     if steps > 0 and batch > 0:
-        plan = common.plan(4, hidden, batch, gx.dtype, gx.device, block_h)
+        plan = launch.plan(4, hidden, batch, gx.dtype, gx.device, block_h)
         args = (gx, w_hh, lengths, out, gates if save else None, cells if save else None, h_buf, c_buf)
         with common.device_guard(gx):
-            common.launch(
+            launch.run(
                 _lstm_fwd_kernel, plan, steps, (*args, steps, batch, hidden),
                 HAS_LENGTHS=lengths is not None, REVERSE=reverse, SAVE=save,
             )  # fmt: skip
@@ -363,10 +363,10 @@ def _lstm_bwd(
     dh_buf = d_hn.to(torch.float32).clone().contiguous()
     dc_buf = d_cn.to(torch.float32).clone().contiguous()
     if steps > 0 and batch > 0:
-        plan = common.plan(4, hidden, batch, gates.dtype, gates.device, block_h)
+        plan = launch.plan(4, hidden, batch, gates.dtype, gates.device, block_h)
         args = (w_hh, gates, cells, c0.contiguous(), lengths, d_out, d_gates, dh_buf, dc_buf)
         with common.device_guard(gates):
-            common.launch(
+            launch.run(
                 _lstm_bwd_kernel, plan, steps, (*args, steps, batch, hidden), phased=True,
                 HAS_LENGTHS=lengths is not None, REVERSE=reverse,
             )  # fmt: skip

@@ -3,7 +3,7 @@
 Same math and conventions as ``rnnlab.reference.rnn``. The activation's derivative is read off its output,
 so nothing but ``out`` (returned anyway) is saved for backward. The backward kernel produces the
 pre-activation gradients (T, B, H) (= d gx) and dh0; dW_hh is one GEMM afterwards.
-Block layout and the two paths: see ``kernels/common.py``.
+Paths (on chip, split resident, split streamed) and launches: see ``kernels/launch.py``.
 """
 
 from typing import Optional
@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from . import common
+from . import common, launch
 from .device import (
     activate,
     activation_slope,
@@ -83,7 +83,7 @@ def _rnn_fwd_kernel(
             tl.store(h_buf + ((s + 1) % 2) * B * H + off, h, mask=mask)
             step_sync(counter, (s + 1) * tl.num_programs(1), SYNC)  # h_t complete before step s + 1 reads it
     else:
-        # This program's column tiles (see common.Plan); h_{t-1} read from L2 (.cg).
+        # This program's column tiles (see launch.Plan); h_{t-1} read from L2 (.cg).
         offs_n = tl.arange(0, BLOCK_N)
         offs_k = tl.arange(0, BLOCK_K)
         n_first, n_step = tl.program_id(1) * BLOCK_N, tl.num_programs(1) * BLOCK_N
@@ -219,9 +219,9 @@ def _rnn_fwd(
     out = common.new_buffer((steps, batch, hidden), gx.dtype, gx.device)
     h_buf = h0.to(torch.float32).expand(2, batch, hidden).contiguous()  # (2, B, H) fp32
     if steps > 0 and batch > 0:
-        plan = common.plan(1, hidden, batch, gx.dtype, gx.device, block_h)
+        plan = launch.plan(1, hidden, batch, gx.dtype, gx.device, block_h)
         with common.device_guard(gx):
-            common.launch(
+            launch.run(
                 _rnn_fwd_kernel, plan, steps, (gx, w_hh, lengths, out, h_buf, steps, batch, hidden),
                 ACT=_ACT[nonlinearity], HAS_LENGTHS=lengths is not None, REVERSE=reverse,
             )  # fmt: skip
@@ -245,10 +245,10 @@ def _rnn_bwd(
     d_pre = common.new_buffer((steps, batch, hidden), out.dtype, out.device)
     dh_buf = d_hn.to(torch.float32).clone().contiguous()
     if steps > 0 and batch > 0:
-        plan = common.plan(1, hidden, batch, out.dtype, out.device, block_h)
+        plan = launch.plan(1, hidden, batch, out.dtype, out.device, block_h)
         args = (w_hh, out.contiguous(), lengths, d_out, d_pre, dh_buf, steps, batch, hidden)
         with common.device_guard(out):
-            common.launch(
+            launch.run(
                 _rnn_bwd_kernel, plan, steps, args, phased=True,
                 ACT=_ACT[nonlinearity], HAS_LENGTHS=lengths is not None, REVERSE=reverse,
             )  # fmt: skip

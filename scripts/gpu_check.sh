@@ -47,7 +47,7 @@ grep -A200 "^| cell" "$out/bench-cuda.log" | grep -v reference
 echo "pytest exit $?"
 [ "${TESTS:-1}" = 1 ] && tail -15 "$out/gpu-tests.log"
 
-# 4. Tuning notes: the same rows under other settings of the kernels' knobs (kernels/common.py:
+# 4. Tuning notes: the same rows under other settings of the kernels' knobs (kernels/launch.py:
 # RNNLAB_RESIDENT, RNNLAB_TILE=BLOCK_N,BLOCK_K,warps,stages), triton against cudnn.
 [ "${TUNE:-1}" = 1 ] || exit 0
 for setting in ${TUNE_ENVS:-RNNLAB_RESIDENT=0 RNNLAB_TILE=0,64,8,2}; do

@@ -31,10 +31,10 @@ def test_grid_barrier_matches_step_by_step_launches(monkeypatch, cell, dtype, hi
     """The split path in one launch (programs meet at a grid barrier every step) against the same kernel
     launched once per step (the launch boundary is the barrier). A missing or leaky barrier lets a program
     read a half-written state: the results would differ, and differ from run to run."""
-    from rnnlab.kernels import common
+    from rnnlab.kernels import launch
 
     case = Case(cell, 16, 40, hidden, DTYPES[dtype], lengths=True, reverse=True)
-    assert common.plan(4, hidden, 16, case.dtype, torch.device("cuda")).sync
+    assert launch.plan(4, hidden, 16, case.dtype, torch.device("cuda")).sync
     inputs, lengths = draw_inputs(case, "cuda"), draw_lengths(case, "cuda")
 
     def outputs_and_grads():

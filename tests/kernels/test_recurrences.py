@@ -85,10 +85,10 @@ def test_tiled_path_matches_reference(cell, hidden, dtype, mode):
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_tiled_path_streaming_the_weight(monkeypatch, cell):
     """RNNLAB_RESIDENT=0: one tile per program, W_hh re-read from memory every step."""
-    from rnnlab.kernels import common
+    from rnnlab.kernels import launch
 
     monkeypatch.setenv("RNNLAB_RESIDENT", "0")
-    assert not common.plan(4, 33, 3, torch.float32, torch.device("cpu"), block_h=16).meta["RESIDENT"]
+    assert not launch.plan(4, 33, 3, torch.float32, torch.device("cpu"), block_h=16).meta["RESIDENT"]
     check(Case(cell, 3, 7, 33, torch.bfloat16, lengths=True, reverse=True), block_h=16)
 
 
@@ -96,10 +96,10 @@ def test_tiled_path_streaming_the_weight(monkeypatch, cell):
 def test_tiled_path_with_more_column_tiles_than_programs(monkeypatch, cell):
     """H = 70 in 16-column tiles: 5 tiles dealt round-robin to 4 programs per batch tile (a device of 4
     SMs, as the interpreter pretends to be), so one program owns two tiles; 2 batch tiles (B = 17)."""
-    from rnnlab.kernels import common
+    from rnnlab.kernels import launch
 
-    monkeypatch.setattr(common, "num_sms", lambda device: 4)
-    plan = common.plan(4, 70, 17, torch.float32, torch.device(DEVICE), block_h=16)
+    monkeypatch.setattr(launch, "num_sms", lambda device: 4)
+    plan = launch.plan(4, 70, 17, torch.float32, torch.device(DEVICE), block_h=16)
     assert plan.grid == (2, 2) and plan.sync == (DEVICE == "cuda")  # 4 "SMs" shared by 2 batch tiles
     assert not plan.meta["RESIDENT"]  # W_hh streamed: a program's tiles change within a step
     check(Case(cell, 17, 5, 70, torch.float32, lengths=True, reverse=True), block_h=16)

@@ -75,12 +75,12 @@ def test_package_imports_without_triton(monkeypatch):
 def test_launch_plan_fits_the_sms_and_covers_every_column(monkeypatch, gates, batch, hidden):
     """On a GPU the split path's programs must all be resident at once (they wait for each other), so the
     grid never exceeds the SM count unless each batch tile is a single program (no barrier needed)."""
-    from rnnlab.kernels import common
+    from rnnlab.kernels import common, launch
 
-    monkeypatch.setattr(common, "num_sms", lambda device: 132)
+    monkeypatch.setattr(launch, "num_sms", lambda device: 132)
     monkeypatch.setattr(common, "interpreted", lambda: False)
     monkeypatch.delenv("RNNLAB_GRID_SYNC", raising=False)
-    plan = common.plan(gates, hidden, batch, torch.bfloat16, CUDA)
+    plan = launch.plan(gates, hidden, batch, torch.bfloat16, CUDA)
     b_tiles, n_progs = plan.grid
     meta = plan.meta
     assert b_tiles * meta["BLOCK_B"] >= batch > (b_tiles - 1) * meta["BLOCK_B"]
@@ -93,45 +93,45 @@ def test_launch_plan_fits_the_sms_and_covers_every_column(monkeypatch, gates, ba
         assert n_progs == 1 and meta["BLOCK_N"] >= hidden and gates * meta["BLOCK_N"] ** 2 <= 16384
     if meta["RESIDENT"]:  # one tile per program, the whole (padded) reduction in one resident slice
         assert n_progs == n_tiles and meta["BLOCK_K"] >= hidden
-        assert gates * meta["BLOCK_K"] * meta["BLOCK_N"] <= common.RESIDENT_ELEMENTS
-        assert meta["BLOCK_B"] * meta["BLOCK_K"] <= common.RESIDENT_STATE
+        assert gates * meta["BLOCK_K"] * meta["BLOCK_N"] <= launch.RESIDENT_ELEMENTS
+        assert meta["BLOCK_B"] * meta["BLOCK_K"] <= launch.RESIDENT_STATE
 
 
 def test_resident_weight_slices_where_they_fit(monkeypatch):
-    from rnnlab.kernels import common
+    from rnnlab.kernels import launch
 
-    monkeypatch.setattr(common, "num_sms", lambda device: 132)
-    assert common.plan(4, 128, 16, torch.bfloat16, CUDA).meta["RESIDENT"]  # 4 x 128 x 16 = 8K elements
-    assert not common.plan(4, 768, 16, torch.bfloat16, CUDA).meta["RESIDENT"]  # 4 x 1024 x 16: streamed
-    assert common.plan(1, 512, 16, torch.bfloat16, CUDA).meta["RESIDENT"]
-    assert not common.plan(1, 512, 64, torch.bfloat16, CUDA).meta["RESIDENT"]  # 64 x 512 state tile
+    monkeypatch.setattr(launch, "num_sms", lambda device: 132)
+    assert launch.plan(4, 128, 16, torch.bfloat16, CUDA).meta["RESIDENT"]  # 4 x 128 x 16 = 8K elements
+    assert not launch.plan(4, 768, 16, torch.bfloat16, CUDA).meta["RESIDENT"]  # 4 x 1024 x 16: streamed
+    assert launch.plan(1, 512, 16, torch.bfloat16, CUDA).meta["RESIDENT"]
+    assert not launch.plan(1, 512, 64, torch.bfloat16, CUDA).meta["RESIDENT"]  # 64 x 512 state tile
     monkeypatch.setenv("RNNLAB_RESIDENT", "0")
-    assert not common.plan(4, 128, 16, torch.bfloat16, CUDA).meta["RESIDENT"]
+    assert not launch.plan(4, 128, 16, torch.bfloat16, CUDA).meta["RESIDENT"]
 
 
 def test_grid_barrier_only_on_a_gpu_and_only_when_allowed(monkeypatch):
-    from rnnlab.kernels import common
+    from rnnlab.kernels import common, launch
 
-    monkeypatch.setattr(common, "num_sms", lambda device: 132)
+    monkeypatch.setattr(launch, "num_sms", lambda device: 132)
     monkeypatch.setattr(common, "interpreted", lambda: True)  # programs run one after another: no barrier
-    assert common.plan(4, 512, 16, torch.float32, CUDA).sync is False
+    assert launch.plan(4, 512, 16, torch.float32, CUDA).sync is False
     monkeypatch.setattr(common, "interpreted", lambda: False)
-    assert common.plan(4, 512, 16, torch.float32, CUDA).sync is True
+    assert launch.plan(4, 512, 16, torch.float32, CUDA).sync is True
     monkeypatch.setenv("RNNLAB_GRID_SYNC", "0")
-    plan = common.plan(4, 512, 16, torch.float32, CUDA)
+    plan = launch.plan(4, 512, 16, torch.float32, CUDA)
     assert plan.sync is False and plan.grid[1] > 1 and not plan.one_launch  # step-by-step launches
 
 
 def test_tile_override_is_checked(monkeypatch):
-    from rnnlab.kernels import common
+    from rnnlab.kernels import launch
 
-    monkeypatch.setattr(common, "num_sms", lambda device: 132)
+    monkeypatch.setattr(launch, "num_sms", lambda device: 132)
     monkeypatch.setenv("RNNLAB_TILE", "0,32,4,3")
-    plan = common.plan(4, 512, 16, torch.float32, CUDA)
+    plan = launch.plan(4, 512, 16, torch.float32, CUDA)
     assert (plan.meta["BLOCK_N"], plan.meta["BLOCK_K"], plan.meta["num_warps"]) == (16, 32, 4)
     monkeypatch.setenv("RNNLAB_TILE", "64,32,4,3")
-    plan = common.plan(4, 512, 16, torch.float32, CUDA)
+    plan = launch.plan(4, 512, 16, torch.float32, CUDA)
     assert plan.meta["BLOCK_N"] == 64 and plan.grid == (1, 8)
     monkeypatch.setenv("RNNLAB_TILE", "32x4")
     with pytest.raises(ValueError, match="RNNLAB_TILE"):
-        common.plan(4, 512, 16, torch.float32, CUDA)
+        launch.plan(4, 512, 16, torch.float32, CUDA)
