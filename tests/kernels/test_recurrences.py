@@ -61,6 +61,12 @@ def test_gru_without_hidden_bias(dtype):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_hidden_size_one(cell):
+    """H = 1: a single real column in a 16-wide tile, the rest masked."""
+    check(Case(cell, 3, 7, 1, torch.float32, lengths=True, reverse=True))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_fp16(cell):
     check(Case(cell, 3, 7, 20, torch.float16, lengths=True, reverse=True))
 
