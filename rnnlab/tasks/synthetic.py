@@ -26,30 +26,8 @@ from .common import RNNTask, start_run, train_and_test
 
 
 class SyntheticTask(RNNTask):
-    """Base of the two tasks: the model, the optimizer settings, and ``forward``."""
-
-    def _build(self, input_size: int, output_size: int, tokens: bool) -> None:
-        hp = self.hparams
-        self.model = SyntheticModel(
-            input_size,
-            output_size,
-            hp.hidden_size,
-            hp.num_layers,
-            hp.cell,
-            hp.nonlinearity,
-            tokens,
-            hp.spectral_radius,
-            hp.backend,
-        )
-
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.model(inputs)
-
-
-class AddingTask(SyntheticTask):
-    """The adding problem: the sum of the two marked values, read at the last step, trained on MSE."""
-
-    monitor = "val/loss"
+    """Base of the two tasks: the model and the optimizer settings; a subclass says what goes in and out
+    (``sizes``) and where the answer is read (``_step``)."""
 
     def __init__(
         self,
@@ -60,13 +38,41 @@ class AddingTask(SyntheticTask):
         spectral_radius: float | None = None,
         backend: str = "auto",
         optimizer: str = "adam",
-        lr: float = 1e-3,
+        lr: float = 1e-2,
         weight_decay: float = 0.0,
         scheduler: str | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        self._build(AddingDataModule.input_size, 1, tokens=False)
+        self.save_hyperparameters()  # with the subclass's own arguments (vocab_size)
+        input_size, output_size, tokens = self.sizes()
+        self.model = SyntheticModel(
+            input_size,
+            output_size,
+            hidden_size,
+            num_layers,
+            cell,
+            nonlinearity,
+            tokens,
+            spectral_radius,
+            backend,
+        )
+
+    def sizes(self) -> tuple[int, int, bool]:
+        """(input size, outputs per step, whether the inputs are token ids)."""
+        raise NotImplementedError
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(inputs)
+
+
+class AddingTask(SyntheticTask):
+    """The adding problem: the sum of the two marked values, read at the last step, trained on MSE.
+    Arguments: :class:`SyntheticTask`'s (lr 1e-2, the adding presets' rate)."""
+
+    monitor = "val/loss"
+
+    def sizes(self) -> tuple[int, int, bool]:
+        return AddingDataModule.input_size, 1, False
 
     def _step(self, batch: dict, stage: str) -> torch.Tensor:
         prediction = self(batch["inputs"])[:, -1, 0]  # (B,)
@@ -79,27 +85,16 @@ class AddingTask(SyntheticTask):
 
 
 class CopyTask(SyntheticTask):
-    """Copy after a delay: the remembered symbols, classified at the last ``copy_len`` steps."""
+    """Copy after a delay: the remembered symbols, classified at the last ``copy_len`` steps.
+    ``vocab_size`` tokens in (one-hot) and out; the other arguments are :class:`SyntheticTask`'s."""
 
     monitor = "val/acc"
 
-    def __init__(
-        self,
-        vocab_size: int,
-        hidden_size: int = 64,
-        num_layers: int = 1,
-        cell: str = "lstm",
-        nonlinearity: str = "tanh",
-        spectral_radius: float | None = None,
-        backend: str = "auto",
-        optimizer: str = "adam",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        scheduler: str | None = None,
-    ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self._build(vocab_size, vocab_size, tokens=True)
+    def __init__(self, vocab_size: int, lr: float = 5e-3, **kwargs) -> None:  # the copy presets' rate
+        super().__init__(lr=lr, **kwargs)
+
+    def sizes(self) -> tuple[int, int, bool]:
+        return self.hparams.vocab_size, self.hparams.vocab_size, True
 
     def _step(self, batch: dict, stage: str) -> torch.Tensor:
         targets = batch["targets"]  # (B, L)

@@ -66,6 +66,8 @@ def test_fit_from_code_trains_tests_and_records(tmp_path):
     )
     assert 0 <= results["test/acc"] <= 1 and results["epochs"] == 1
     assert {"metrics.csv", "split.json", "results.json"} <= {p.name for p in (tmp_path / "run").iterdir()}
+    task = CopyTask.load_from_checkpoint(results["best_checkpoint"])  # rebuilt from its hyperparameters
+    assert task.hparams.vocab_size == 10 and task.hparams.lr == 5e-3 and task.model.rnn.hidden_size == 8
     with pytest.raises(ValueError, match="problem"):
         fit(tmp_path / "bad", problem="sorting")
 
