@@ -7,7 +7,7 @@ every trial the preset's 10 epochs of 157 steps (Adam, lr 1e-2, clipping at norm
 activations.png (validation MSE per epoch, the mean over the trials that did not diverge) and report.md
 into --results; the sweep goes to --out:
 
-    nice -n 19 python experiments/activations/run.py                # ~6 min on 2 CPU cores
+    nice -n 19 python experiments/activations/run.py                # ~2.5 min on 2 CPU cores
     python experiments/activations/run.py --tiny --results /tmp/ac  # seconds: what the tests run
 """
 

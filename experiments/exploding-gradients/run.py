@@ -7,7 +7,7 @@ the one before clipping. The divergence guard is off, so a run that explodes is 
 results.csv (one row per run), traces.csv (loss and gradient norm per step) and traces.png into --results;
 run folders go to --out:
 
-    nice -n 19 python experiments/exploding-gradients/run.py                # ~1 min on 2 CPU cores
+    nice -n 19 python experiments/exploding-gradients/run.py                # ~25 s on 2 CPU cores
     python experiments/exploding-gradients/run.py --tiny --results /tmp/eg  # seconds: what the tests run
 """
 

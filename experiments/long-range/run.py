@@ -7,7 +7,7 @@ For each task one sweep, ``experiment=<task>_lstm model.cell=rnn,gru,lstm`` x ``
 results.csv (one row per trial), long-range.png (test MSE / accuracy against length) and the sweeps'
 report.md tables into --results; the sweeps go to --out:
 
-    nice -n 19 python experiments/long-range/run.py                # ~25 min on 2 CPU cores
+    nice -n 19 python experiments/long-range/run.py                # ~15 min on 2 CPU cores
     python experiments/long-range/run.py --tiny --results /tmp/lr  # seconds: what the tests run
 """
 

@@ -11,7 +11,7 @@ with k; time: the training batches of each epoch (rnnlab.cli.callbacks.EpochTime
 benchmark runs alongside. Writes results.csv and truncated-bptt.png into --results; run folders go to
 --out:
 
-    flock /tmp/rnnlab_bench.lock nice -n 19 python experiments/truncated-bptt/run.py   # ~20 min, 2 cores
+    flock /tmp/rnnlab_bench.lock nice -n 19 python experiments/truncated-bptt/run.py   # ~4 min, 2 cores
     python experiments/truncated-bptt/run.py --tiny --results /tmp/tb                  # seconds: the tests
 """
 

@@ -7,7 +7,7 @@ read, and the loss of the last step (summed squared error) is back-propagated th
 results.csv (every norm), summary.csv (one row per variant) and gradients.png into --results; run folders go
 to --out:
 
-    nice -n 19 python experiments/vanishing-gradients/run.py                # ~4 min on 2 CPU cores
+    nice -n 19 python experiments/vanishing-gradients/run.py                # ~5 min on 2 CPU cores
     python experiments/vanishing-gradients/run.py --tiny --results /tmp/vg  # seconds: what the tests run
 """
 
