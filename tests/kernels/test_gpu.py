@@ -67,6 +67,20 @@ def test_fp32_follows_the_cudnn_tf32_switch(monkeypatch, cell):
     assert common.dot_precision(torch.float32) == "tf32x3"
 
 
+@pytest.mark.xfail(
+    reason="known bug: GRU backward with 64-row batch tiles gave wrong d gx on an H100 (triton 3.6); GRU is "
+    "limited to 16-row tiles meanwhile. See experiments/kernels/README.md, 'Known problems'. An XPASS here "
+    "means the configuration now works.",
+    strict=False,
+)
+def test_gru_with_64_row_batch_tiles(monkeypatch):
+    from rnnlab.kernels import launch
+
+    monkeypatch.setitem(launch.MAX_BLOCK_B, 3, 64)
+    assert launch.plan(3, 200, 37, torch.float16, torch.device("cuda")).meta["BLOCK_B"] == 64
+    check(Case("gru", 37, 33, 200, torch.float16, lengths=True, reverse=False), device="cuda")
+
+
 def _compiled_count(kernel) -> int:
     try:
         return len(kernel.device_caches[torch.cuda.current_device()][0])
