@@ -92,13 +92,14 @@ def plan(
         block_b = BLOCK_B if block_h else min(widest, max(BLOCK_B, common.triton_next_power_of_2(batch)))
         b_tiles = -(-batch // block_b)
         per_tile = max(1, num_sms(device) // b_tiles)  # programs of one batch tile that fit beside the rest
-        override = {} if block_h else _tile_override()  # tests' forced tiles win
+        # BLOCK_K, warps, stages of the streamed path; RNNLAB_TILE replaces them, not tests' forced tiles
+        tiles = {**_streamed_tiles(block_b, dtype), **({} if block_h else _tile_override())}
         if block_h:
             block_n = block_k = block_h
         else:
-            block_n = next((n for n in TILE_NS if -(-hidden // n) <= per_tile), TILE_NS[-1])
-            block_n = override.pop("BLOCK_N", None) or block_n
-            block_k = _streamed_tiles(block_b, dtype)["BLOCK_K"]
+            fitting = next((n for n in TILE_NS if -(-hidden // n) <= per_tile), TILE_NS[-1])
+            block_n = tiles.pop("BLOCK_N", None) or fitting
+            block_k = tiles["BLOCK_K"]
         n_progs = min(-(-hidden // block_n), per_tile)
     # Resident: each program owns exactly one column tile and its slice of W_hh (G x padded H x BLOCK_N)
     # fits beside the state, so the slice is loaded once per launch instead of re-read every step. The
@@ -124,7 +125,7 @@ def plan(
     if on_chip or resident:
         meta["num_warps"] = 8 if gates * block_n * block_k > 8192 else 4
     else:
-        meta.update({**_streamed_tiles(block_b, dtype), "BLOCK_K": block_k, **override})
+        meta.update({**tiles, "BLOCK_K": block_k})
     return Plan((b_tiles, n_progs), meta, sync=n_progs > 1 and grid_sync_allowed())
 
 
@@ -159,15 +160,12 @@ def run(kernel, plan: Plan, steps: int, args: tuple, phased: bool = False, **con
     ``phased`` (the backward kernels): a step has two phases with a barrier between them, so a step-by-step
     launch runs PHASE1 and PHASE2 as two launches."""
     grid, meta = plan.grid, plan.meta
-    phases = dict(PHASE1=True, PHASE2=True) if phased else {}
     if plan.one_launch:
-        device = args[0].device
-        counter = torch.zeros(grid[0], dtype=torch.int32, device=device) if plan.sync else None
+        counter = torch.zeros(grid[0], dtype=torch.int32, device=args[0].device) if plan.sync else None
+        phases = dict(PHASE1=True, PHASE2=True) if phased else {}
         kernel[grid](*args, counter, 0, steps, SYNC=plan.sync, **phases, **constexprs, **meta)
         return
+    halves = (dict(PHASE1=True, PHASE2=False), dict(PHASE1=False, PHASE2=True)) if phased else ({},)
     for s in range(steps):
-        if phased:
-            kernel[grid](*args, None, s, 1, SYNC=False, PHASE1=True, PHASE2=False, **constexprs, **meta)
-            kernel[grid](*args, None, s, 1, SYNC=False, PHASE1=False, PHASE2=True, **constexprs, **meta)
-        else:
-            kernel[grid](*args, None, s, 1, SYNC=False, **constexprs, **meta)
+        for phases in halves:
+            kernel[grid](*args, None, s, 1, SYNC=False, **phases, **constexprs, **meta)
