@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from .grid import Row, grid
-from .measure import make_case, peak_memory_mb, steps_for, time_cpu, time_cuda
+from .measure import make_case, peak_memory_mb, relative_error, steps_for, time_cpu, time_cuda
 from .report import markdown, plot, table, write_csv
 
 ALL_BACKENDS = ["cudnn", "reference", "triton", "loop"]
@@ -133,12 +133,6 @@ def measure_row(row: Row, args) -> list[dict]:
             }
         )
     return rows
-
-
-def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
-    """max |out - ref| / max |ref| (NaN anywhere gives NaN)."""
-    scale = ref.abs().max().clamp_min(1e-30)
-    return float((out - ref).abs().max() / scale)
 
 
 def describe_device(device: str) -> str:

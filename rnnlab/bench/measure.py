@@ -89,6 +89,16 @@ def time_cuda(fn: Callable) -> float:
     return float(do_bench(fn, warmup=25, rep=100, return_mode="median"))
 
 
+def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """max |actual - expected| / max |expected|, in float64 (NaN anywhere gives NaN; empty gives 0). The
+    benchmark's check of each backend's output against cudnn's, and the test suite's comparison."""
+    if actual.shape != expected.shape:
+        raise ValueError(f"shape {tuple(actual.shape)} != {tuple(expected.shape)}")
+    actual, expected = actual.detach().double(), expected.detach().double()
+    scale = expected.abs().max().clamp_min(1e-12)
+    return float((actual - expected).abs().max() / scale) if expected.numel() else 0.0
+
+
 def peak_memory_mb(fn: Callable) -> float:
     torch.cuda.synchronize()
     torch.cuda.empty_cache()
