@@ -42,10 +42,12 @@ echo "bench exit $?"
 grep -A200 "^| cell" "$out/bench-cuda.log" | grep -v reference
 
 # 3. Every kernel test compiled on CUDA, and the layers on backend="triton", torch.compile included.
-[ "${TESTS:-1}" = 1 ] && timeout "${TESTS_S:-90}" python -m pytest tests/kernels tests/layers/test_triton_backend.py \
-    tests/layers/test_layer_compile.py "${workers[@]}" -q -rfE -p no:cacheprovider > "$out/gpu-tests.log" 2>&1
-echo "pytest exit $?"
-[ "${TESTS:-1}" = 1 ] && tail -15 "$out/gpu-tests.log"
+if [ "${TESTS:-1}" = 1 ]; then
+    timeout "${TESTS_S:-90}" python -m pytest tests/kernels tests/layers/test_triton_backend.py \
+        tests/layers/test_layer_compile.py "${workers[@]}" -q -rfE -p no:cacheprovider > "$out/gpu-tests.log" 2>&1
+    echo "pytest exit $?"
+    tail -15 "$out/gpu-tests.log"
+fi
 
 # 4. Tuning notes: the same rows under other settings of the kernels' knobs (kernels/launch.py:
 # RNNLAB_RESIDENT, RNNLAB_TILE=BLOCK_N,BLOCK_K,warps,stages), triton against cudnn.
