@@ -6,9 +6,10 @@ Same math and conventions as ``rnnlab.reference.gru``:
     n    = tanh(gx_n + r * (h_{t-1} @ W_hn.T + b_hn))
     h_t  = n + z * (h_{t-1} - n)
 
-Saved for backward: r, z, n and gh_n = h_{t-1} @ W_hn.T + b_hn, as one (T, B, 4H) tensor in the input dtype,
-and ``out``. The backward kernel produces d gx (T, B, 3H), the hidden-side n gradient d gh_n = d gx_n * r
-(T, B, H) (the r, z parts are the same on both sides) and dh0; dW_hh and db_hh are GEMMs/sums afterwards.
+Saved for backward: gh_n = h_{t-1} @ W_hn.T + b_hn, z, n and r, as one (T, B, 4H) tensor in the input dtype,
+and ``out``. The backward kernel writes d gx (r, z, n) and the hidden-side n gradient d gh_n = d gx_n * r
+(the r, z parts are the same on both sides) into one (T, B, 4H) tensor, the saved one itself when the graph
+is not kept (``common.gradient_buffer``), and returns dh0; dW_hh and db_hh are GEMMs/sums afterwards.
 Paths (on chip, split resident, split streamed) and launches: see ``kernels/launch.py``.
 """
 
@@ -46,10 +47,10 @@ def _gru_fwd_cell(
     if SAVE:
         dt = saved.dtype.element_ty
         s_off = row * 4 * H + cols[None, :]
-        tl.store(saved + s_off, r.to(dt), mask=mask)
+        tl.store(saved + s_off, acc_n.to(dt), mask=mask)  # slots (gh_n, z, n, r): see _gru_bwd_cell
         tl.store(saved + s_off + H, z.to(dt), mask=mask)
         tl.store(saved + s_off + 2 * H, n.to(dt), mask=mask)
-        tl.store(saved + s_off + 3 * H, acc_n.to(dt), mask=mask)
+        tl.store(saved + s_off + 3 * H, r.to(dt), mask=mask)
     return h
 
 
@@ -149,23 +150,24 @@ def _gru_fwd_kernel(
 
 @triton.jit
 def _gru_bwd_cell(
-    saved, out, h0, lengths, d_out, d_gx, d_ghn, t, t_prev, has_prev, B, H, rows, cols, dh, valid,
+    saved, out, h0, lengths, d_out, d_saved, t, t_prev, has_prev, B, H, rows, cols, dh, valid,
     HAS_LENGTHS: tl.constexpr,
 ):  # fmt: skip
     """Gate gradients of one tile at time t from dh carried in from step t+1 (without d_out[t]).
-    Stores d gx[t] and d gh_n[t]; returns the fp32 hidden-side gate gradients and the part of dh_{t-1}
-    that bypasses W (z * dh, or all of dh on a frozen step)."""
+    Stores [d gx_r, d gx_z, d gx_n, d gh_n][t] in the slots of [gh_n, z, n, r][t] (``d_saved`` may be
+    ``saved`` itself: each stored gradient is computed from the value its slot held, so that value has
+    been read, by whichever thread, before the store). Returns the fp32 hidden-side gate gradients and the
+    part of dh_{t-1} that bypasses W (z * dh, or all of dh on a frozen step)."""
     row_mask = rows < B
     mask = row_mask[:, None] & (cols < H)[None, :]
     row = t.to(tl.int64) * B + rows[:, None]
     s_off = row * H + cols[None, :]
     v_off = row * 4 * H + cols[None, :]
-    x_off = row * 3 * H + cols[None, :]
     dh = dh + tl.where(valid, tl.load(d_out + s_off, mask=mask, other=0.0).to(tl.float32), 0.0)
-    r = tl.load(saved + v_off, mask=mask, other=0.0).to(tl.float32)
+    gh_n = tl.load(saved + v_off, mask=mask, other=0.0).to(tl.float32)
     z = tl.load(saved + v_off + H, mask=mask, other=0.0).to(tl.float32)
     n = tl.load(saved + v_off + 2 * H, mask=mask, other=0.0).to(tl.float32)
-    gh_n = tl.load(saved + v_off + 3 * H, mask=mask, other=0.0).to(tl.float32)
+    r = tl.load(saved + v_off + 3 * H, mask=mask, other=0.0).to(tl.float32)
     # h_{t-1}: out of the step processed before, if there was one and it was valid; h0 otherwise.
     prev_valid = step_validity(lengths, rows, row_mask, t_prev, HAS_LENGTHS)
     prev_off = (t_prev.to(tl.int64) * B + rows[:, None]) * H + cols[None, :]
@@ -177,18 +179,18 @@ def _gru_bwd_cell(
     d_z = tl.where(valid, dh * (h_prev - n) * z * (1.0 - z), 0.0)
     d_n = tl.where(valid, dh * k_n, 0.0)
     d_hn = d_n * r
-    dt = d_gx.dtype.element_ty
-    tl.store(d_gx + x_off, d_r.to(dt), mask=mask)
-    tl.store(d_gx + x_off + H, d_z.to(dt), mask=mask)
-    tl.store(d_gx + x_off + 2 * H, d_n.to(dt), mask=mask)
-    tl.store(d_ghn + s_off, d_hn.to(dt), mask=mask)
+    dt = d_saved.dtype.element_ty
+    tl.store(d_saved + v_off, d_r.to(dt), mask=mask)  # from gh_n (and r, z, n)
+    tl.store(d_saved + v_off + H, d_z.to(dt), mask=mask)  # from z
+    tl.store(d_saved + v_off + 2 * H, d_n.to(dt), mask=mask)  # from n
+    tl.store(d_saved + v_off + 3 * H, d_hn.to(dt), mask=mask)  # from r
     dh_bypass = tl.where(valid, dh * z, dh)
     return d_r, d_z, d_hn, dh_bypass
 
 
 @triton.jit(do_not_specialize=["T", "S0", "STEPS"])
 def _gru_bwd_kernel(
-    w, saved, out, h0, lengths, d_out, d_gx, d_ghn, dh_buf, T, B, H, counter, S0, STEPS,
+    w, saved, out, h0, lengths, d_out, d_saved, dh_buf, T, B, H, counter, S0, STEPS,
     SYNC: tl.constexpr, PHASE1: tl.constexpr, PHASE2: tl.constexpr,
     HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, ON_CHIP: tl.constexpr, RESIDENT: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
@@ -212,7 +214,7 @@ def _gru_bwd_kernel(
             t_prev = time_index(tl.maximum(s - 1, 0), T, REVERSE)  # in bounds; unused when s == 0
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
             d_r, d_z, d_hn, dh = _gru_bwd_cell(
-                saved, out, h0, lengths, d_out, d_gx, d_ghn, t, t_prev, s > 0, B, H, rows, cols, dh, valid,
+                saved, out, h0, lengths, d_out, d_saved, t, t_prev, s > 0, B, H, rows, cols, dh, valid,
                 HAS_LENGTHS,
             )  # fmt: skip
             dh = dot(d_r.to(dt), w_r, dh, PRECISION, UPCAST)
@@ -238,18 +240,17 @@ def _gru_bwd_kernel(
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
             if PHASE1:  # gate gradients of this tile to global memory; dh becomes the bypass of dh_{t-1}
                 _, _, _, dh = _gru_bwd_cell(
-                    saved, out, h0, lengths, d_out, d_gx, d_ghn, t, t_prev, s > 0, B, H, rows, cols, dh,
+                    saved, out, h0, lengths, d_out, d_saved, t, t_prev, s > 0, B, H, rows, cols, dh,
                     valid, HAS_LENGTHS,
                 )  # fmt: skip
             step_sync(counter, (r + 1) * tl.num_programs(1), SYNC)  # all gate gradients of t written
             if PHASE2:  # dh_{t-1} = bypass + [d_r, d_z, d gh_n] (B, 3H) @ W_hh (3H, this tile)
-                row = t.to(tl.int64) * B + rows[:, None]
-                x_off = row * 3 * H + ks[None, :]
-                d_r = tl.load(d_gx + x_off, mask=k_mask, other=0.0, cache_modifier=".cg")
+                k_off = (t.to(tl.int64) * B + rows[:, None]) * 4 * H + ks[None, :]
+                d_r = tl.load(d_saved + k_off, mask=k_mask, other=0.0, cache_modifier=".cg")
                 dh = dot(d_r, w_r, dh, PRECISION, UPCAST)
-                d_z = tl.load(d_gx + x_off + H, mask=k_mask, other=0.0, cache_modifier=".cg")
+                d_z = tl.load(d_saved + k_off + H, mask=k_mask, other=0.0, cache_modifier=".cg")
                 dh = dot(d_z, w_z, dh, PRECISION, UPCAST)
-                d_hn = tl.load(d_ghn + row * H + ks[None, :], mask=k_mask, other=0.0, cache_modifier=".cg")
+                d_hn = tl.load(d_saved + k_off + 3 * H, mask=k_mask, other=0.0, cache_modifier=".cg")
                 dh = dot(d_hn, w_n, dh, PRECISION, UPCAST)
         tl.store(dh_buf + off, dh, mask=mask)
     else:
@@ -268,7 +269,7 @@ def _gru_bwd_kernel(
                     off = rows[:, None] * H + cols[None, :]
                     dh = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
                     _, _, _, dh_bypass = _gru_bwd_cell(
-                        saved, out, h0, lengths, d_out, d_gx, d_ghn, t, t_prev, s > 0, B, H, rows, cols, dh,
+                        saved, out, h0, lengths, d_out, d_saved, t, t_prev, s > 0, B, H, rows, cols, dh,
                         valid, HAS_LENGTHS,
                     )  # fmt: skip
                     tl.store(dh_buf + off, dh_bypass, mask=mask)
@@ -283,16 +284,15 @@ def _gru_bwd_kernel(
                     for k0 in range(0, H, BLOCK_K):
                         ks = k0 + offs_k
                         k_mask = row_mask[:, None] & (ks < H)[None, :]
-                        row = t.to(tl.int64) * B + rows[:, None]
-                        x_off = row * 3 * H + ks[None, :]
-                        d_r = tl.load(d_gx + x_off, mask=k_mask, other=0.0, cache_modifier=".cg")
-                        d_z = tl.load(d_gx + x_off + H, mask=k_mask, other=0.0, cache_modifier=".cg")
-                        d_hn = tl.load(
-                            d_ghn + row * H + ks[None, :], mask=k_mask, other=0.0, cache_modifier=".cg"
-                        )
-                        acc = dot(d_r, load_w_tile(w, H, 0, ks, cols), acc, PRECISION, UPCAST)
-                        acc = dot(d_z, load_w_tile(w, H, 1, ks, cols), acc, PRECISION, UPCAST)
-                        acc = dot(d_hn, load_w_tile(w, H, 2, ks, cols), acc, PRECISION, UPCAST)
+                        k_off = (t.to(tl.int64) * B + rows[:, None]) * 4 * H + ks[None, :]
+                        # slots d_r, d_z, d gh_n (0, 1, 3) against W_hr, W_hz, W_hn (gates 0, 1, 2), each
+                        # tile loaded just before its product
+                        for gate in tl.static_range(3):
+                            slot = gate + gate // 2  # 0, 1, 3
+                            dg = tl.load(
+                                d_saved + k_off + slot * H, mask=k_mask, other=0.0, cache_modifier=".cg"
+                            )
+                            acc = dot(dg, load_w_tile(w, H, gate, ks, cols), acc, PRECISION, UPCAST)
                     tl.store(dh_buf + off, acc, mask=mask)
                 tl.debug_barrier()
 
@@ -327,7 +327,7 @@ def _gru_fwd(
     return out, h_buf[steps % 2].to(gx.dtype, copy=True), saved
 
 
-@torch.library.custom_op("rnnlab::gru_bwd", mutates_args=())
+@torch.library.custom_op("rnnlab::gru_bwd", mutates_args=("d_saved",))
 def _gru_bwd(
     d_out: Tensor,
     d_hn: Tensor,
@@ -338,22 +338,22 @@ def _gru_bwd(
     lengths: Optional[Tensor],  # noqa: UP045
     reverse: bool,
     block_h: int,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Returns d gx (T, B, 3H), d gh_n (T, B, H) and dh0."""
+    d_saved: Tensor,
+) -> Tensor:
+    """Fills d_saved (T, B, 4H) with [d gx_r, d gx_z, d gx_n, d gh_n] (its first 3H columns are d gx) and
+    returns dh0. ``d_saved`` may be ``saved`` itself (see _gru_bwd_cell)."""
     steps, batch, hidden = out.shape
     d_out, w_hh = d_out.contiguous(), w_hh.contiguous()
-    d_gx = common.new_buffer((steps, batch, 3 * hidden), out.dtype, out.device)
-    d_ghn = common.new_buffer((steps, batch, hidden), out.dtype, out.device)
     dh_buf = d_hn.to(torch.float32).clone().contiguous()
     if steps > 0 and batch > 0:
         plan = launch.plan(3, hidden, batch, out.dtype, out.device, block_h)
-        args = (w_hh, saved, out.contiguous(), h0.contiguous(), lengths, d_out, d_gx, d_ghn, dh_buf)
+        args = (w_hh, saved, out.contiguous(), h0.contiguous(), lengths, d_out, d_saved, dh_buf)
         with common.device_guard(out):
             launch.run(
                 _gru_bwd_kernel, plan, steps, (*args, steps, batch, hidden), phased=True,
                 HAS_LENGTHS=lengths is not None, REVERSE=reverse,
             )  # fmt: skip
-    return d_gx, d_ghn, dh_buf.to(d_hn.dtype, copy=True)
+    return dh_buf.to(d_hn.dtype, copy=True)
 
 
 @_gru_fwd.register_fake
@@ -365,9 +365,8 @@ def _(gx, w_hh, b_hh, h0, lengths, reverse, save, block_h):
 
 
 @_gru_bwd.register_fake
-def _(d_out, d_hn, w_hh, saved, out, h0, lengths, reverse, block_h):
-    steps, batch, hidden = out.shape
-    return out.new_empty(steps, batch, 3 * hidden), out.new_empty(out.shape), d_hn.new_empty(d_hn.shape)
+def _(d_out, d_hn, w_hh, saved, out, h0, lengths, reverse, block_h, d_saved):
+    return d_hn.new_empty(d_hn.shape)
 
 
 def _setup_context(ctx, inputs, output):
@@ -377,22 +376,23 @@ def _setup_context(ctx, inputs, output):
         raise RuntimeError("rnnlab::gru_fwd was called with save=False but a gradient is needed")
     ctx.reverse, ctx.block_h, ctx.has_bias = reverse, block_h, b_hh is not None
     ctx.save_for_backward(out, w_hh, h0, saved, lengths)
+    common.no_gradient_for(ctx, saved)
 
 
 def _backward(ctx, d_out, d_hn, _d_saved):
     out, w_hh, h0, saved, lengths = ctx.saved_tensors
     d_out, d_hn = common.zeros_if_none(d_out, out), common.zeros_if_none(d_hn, h0)
-    d_gx, d_ghn, dh0 = _gru_bwd(d_out, d_hn, w_hh, saved, out, h0, lengths, ctx.reverse, ctx.block_h)
-    two_h = 2 * h0.shape[1]
+    d_saved = common.gradient_buffer(saved)  # (T, B, 4H): the saved gates themselves when not needed again
+    dh0 = _gru_bwd(d_out, d_hn, w_hh, saved, out, h0, lengths, ctx.reverse, ctx.block_h, d_saved)
+    hidden = h0.shape[1]
+    d_gx, d_rz, d_ghn = d_saved[..., : 3 * hidden], d_saved[..., : 2 * hidden], d_saved[..., 3 * hidden :]
     grad = functools.partial(
         common.recurrent_weight_grad, out=out, h0=h0, lengths=lengths, reverse=ctx.reverse
     )
-    d_w_hh = torch.cat(
-        [grad(d_gx[..., :two_h]), grad(d_ghn)]
-    )  # r, z (same on both sides); n, the hidden side
+    d_w_hh = torch.cat([grad(d_rz), grad(d_ghn)])  # r, z (same on both sides); n, the hidden side
     d_b_hh = None
     if ctx.has_bias:
-        d_b_hh = torch.cat([d_gx[..., :two_h].sum(dim=(0, 1)), d_ghn.sum(dim=(0, 1))])  # (3H,)
+        d_b_hh = torch.cat([d_rz.sum(dim=(0, 1)), d_ghn.sum(dim=(0, 1))])  # (3H,)
     return d_gx, d_w_hh, d_b_hh, dh0, None, None, None, None
 
 

@@ -7,8 +7,9 @@ Same math and conventions as ``rnnlab.reference.lstm`` (torch.nn gate order i, f
     h_t = o * tanh(c_t)
 
 Saved for backward: the post-activation gates (T, B, 4H) and the cell states (T, B, H) in the input dtype, and
-``out`` (returned anyway). The backward kernel produces dG (T, B, 4H) = d gx, dh0 and dc0; dW_hh is one GEMM
-over all steps afterwards, with the entering states rebuilt from ``out`` and h0.
+``out`` (returned anyway). The backward kernel writes dG (T, B, 4H) = d gx, into the saved gates themselves
+when the graph is not kept (``common.gradient_buffer``), and returns dh0 and dc0; dW_hh is two GEMMs over all
+steps afterwards, on ``out`` and h0 (``common.recurrent_weight_grad``).
 Paths (on chip, split resident, split streamed) and launches: see ``kernels/launch.py``.
 """
 
@@ -165,7 +166,9 @@ def _lstm_bwd_cell(
 ):  # fmt: skip
     """Gate gradients of one tile at time t from dh (without d_out[t]) and dc carried in from step t+1.
     Stores dG[t]; returns the fp32 gate gradients, the part of dh_{t-1} that bypasses W (frozen steps)
-    and dc_{t-1}."""
+    and dc_{t-1}. ``d_gates`` may be ``gates`` itself: each gradient is computed from the saved value in its
+    own slot (d_i from i, d_f from f, d_g from g, d_o from o), so that value has been read, by whichever
+    thread, before the store overwrites it."""
     mask = (rows < B)[:, None] & (cols < H)[None, :]
     row = t.to(tl.int64) * B + rows[:, None]
     g_off = row * 4 * H + cols[None, :]
@@ -342,7 +345,7 @@ def _lstm_fwd(
     return out, h_n, c_n, gates, cells
 
 
-@torch.library.custom_op("rnnlab::lstm_bwd", mutates_args=())
+@torch.library.custom_op("rnnlab::lstm_bwd", mutates_args=("d_gates",))
 def _lstm_bwd(
     d_out: Tensor,
     d_hn: Tensor,
@@ -354,12 +357,13 @@ def _lstm_bwd(
     lengths: Optional[Tensor],  # noqa: UP045
     reverse: bool,
     block_h: int,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Returns dG (T, B, 4H) (= d gx), dh0, dc0."""
+    d_gates: Tensor,
+) -> tuple[Tensor, Tensor]:
+    """Fills d_gates (T, B, 4H) (= d gx) and returns dh0, dc0. ``d_gates`` may be ``gates`` itself: each
+    element's gradient is computed from that element's own saved value, read first (see _lstm_bwd_cell)."""
     steps, batch, four_h = gates.shape
     hidden = four_h // 4
     d_out, w_hh = d_out.contiguous(), w_hh.contiguous()
-    d_gates = common.new_buffer((steps, batch, four_h), gates.dtype, gates.device)
     dh_buf = d_hn.to(torch.float32).clone().contiguous()
     dc_buf = d_cn.to(torch.float32).clone().contiguous()
     if steps > 0 and batch > 0:
@@ -370,7 +374,7 @@ def _lstm_bwd(
                 _lstm_bwd_kernel, plan, steps, (*args, steps, batch, hidden), phased=True,
                 HAS_LENGTHS=lengths is not None, REVERSE=reverse,
             )  # fmt: skip
-    return d_gates, dh_buf.to(d_hn.dtype, copy=True), dc_buf.to(d_cn.dtype, copy=True)
+    return dh_buf.to(d_hn.dtype, copy=True), dc_buf.to(d_cn.dtype, copy=True)
 
 
 @_lstm_fwd.register_fake
@@ -387,8 +391,8 @@ def _(gx, w_hh, h0, c0, lengths, reverse, save, block_h):
 
 
 @_lstm_bwd.register_fake
-def _(d_out, d_hn, d_cn, w_hh, gates, cells, c0, lengths, reverse, block_h):
-    return gates.new_empty(gates.shape), d_hn.new_empty(d_hn.shape), d_cn.new_empty(d_cn.shape)
+def _(d_out, d_hn, d_cn, w_hh, gates, cells, c0, lengths, reverse, block_h, d_gates):
+    return d_hn.new_empty(d_hn.shape), d_cn.new_empty(d_cn.shape)
 
 
 def _setup_context(ctx, inputs, output):
@@ -398,12 +402,16 @@ def _setup_context(ctx, inputs, output):
         raise RuntimeError("rnnlab::lstm_fwd was called with save=False but a gradient is needed")
     ctx.reverse, ctx.block_h = reverse, block_h
     ctx.save_for_backward(out, w_hh, h0, c0, gates, cells, lengths)
+    common.no_gradient_for(ctx, gates, cells)
 
 
 def _backward(ctx, d_out, d_hn, d_cn, _d_gates, _d_cells):
     out, w_hh, h0, c0, gates, cells, lengths = ctx.saved_tensors
     d_out, d_hn, d_cn = (common.zeros_if_none(g, x) for g, x in ((d_out, out), (d_hn, h0), (d_cn, c0)))
-    d_gx, dh0, dc0 = _lstm_bwd(d_out, d_hn, d_cn, w_hh, gates, cells, c0, lengths, ctx.reverse, ctx.block_h)
+    d_gx = common.gradient_buffer(
+        gates
+    )  # (T, B, 4H): the saved gates themselves when they are not needed again
+    dh0, dc0 = _lstm_bwd(d_out, d_hn, d_cn, w_hh, gates, cells, c0, lengths, ctx.reverse, ctx.block_h, d_gx)
     d_w_hh = common.recurrent_weight_grad(d_gx, out, h0, lengths, ctx.reverse)  # (4H, H)
     return d_gx, d_w_hh, dh0, dc0, None, None, None, None
 

@@ -270,6 +270,7 @@ def _setup_context(ctx, inputs, output):
     out, _ = output
     ctx.reverse, ctx.nonlinearity, ctx.block_h = reverse, nonlinearity, block_h
     ctx.save_for_backward(out, w_hh, h0, lengths)
+    common.no_gradient_for(ctx)
 
 
 def _backward(ctx, d_out, d_hn):

@@ -1,0 +1,154 @@
+"""Peak memory of the triton backend's forward+backward, counted on the CPU: what `rnnlab-bench --device cuda`
+records in its `peak_mb` column, without a GPU.
+
+    python experiments/kernels/memory_model.py                      # every CUDA row, all dtypes (~6 min)
+    python experiments/kernels/memory_model.py --dtypes fp32 --csv /tmp/m.csv
+
+The benchmark's own forward+backward (rnnlab.bench.measure: make_case, steps_for) runs on CPU tensors with
+every Triton kernel launch replaced by a no-op: each buffer the kernels would fill is still allocated exactly
+as on the GPU, and every torch op around them (input projection, weight-gradient GEMMs) runs for real. A
+dispatch mode counts the storages created inside the call, each rounded up to 512 bytes as CUDA's caching
+allocator does, and frees them when Python drops them; the peak of the live total is the model. What it
+cannot see: allocations inside cuBLAS/Triton, and the caching allocator's 2 MB rounding of large blocks.
+
+Printed beside it: the triton and cuDNN peaks measured on the H100 in a bench CSV (default: run 3,
+h100-final/bench-cuda.csv). Checked against that run by running this script on that run's code (05861dc):
+see README.md, "memory".
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import weakref
+from pathlib import Path
+
+os.environ.setdefault("TRITON_INTERPRET", "1")  # the triton backend must be selectable without a GPU
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from rnnlab.bench.grid import Row, grid
+from rnnlab.bench.measure import make_case, steps_for
+
+HERE = Path(__file__).resolve().parent
+ALLOCATION_GRANULE = 512  # bytes: the CUDA caching allocator's rounding of every block
+
+
+class LiveBytes(TorchDispatchMode):
+    """Bytes of the storages created by ops inside the block and still referenced; ``peak`` its maximum."""
+
+    def __init__(self, existing: list[torch.Tensor]):
+        super().__init__()
+        self.live: dict[int, int] = {t.untyped_storage().data_ptr(): 0 for t in existing}
+        self.current = self.peak = 0
+
+    def _count(self, tensor: torch.Tensor) -> None:
+        storage = tensor.untyped_storage()
+        key = storage.data_ptr()
+        if key in self.live or storage.nbytes() == 0:
+            return
+        size = -(-storage.nbytes() // ALLOCATION_GRANULE) * ALLOCATION_GRANULE
+        self.live[key] = size
+        self.current += size
+        self.peak = max(self.peak, self.current)
+        weakref.finalize(storage, self._free, key)
+
+    def _free(self, key: int) -> None:
+        self.current -= self.live.pop(key, 0)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                self._count(t)
+        return out
+
+
+def _stub_kernel_launches() -> None:
+    """Every ``kernel[grid](...)`` becomes a no-op (compiled or interpreted Triton functions alike)."""
+    from triton.runtime import interpreter, jit
+
+    for cls in (jit.JITFunction, interpreter.InterpretedFunction):
+        cls.__getitem__ = lambda self, grid: lambda *args, **kwargs: None
+
+
+def modeled_peak_mb(row: Row) -> float:
+    """The triton backend's peak MB for one forward+backward of ``row``, as the benchmark measures it (the
+    layer, input and output gradient exist before the call and are not counted)."""
+    _stub_kernel_launches()
+    layer, x, grad_out = make_case(row, "cpu")
+    _, forward_backward = steps_for(layer, "triton", x, grad_out)
+    mode = LiveBytes([x, grad_out, *layer.parameters()])
+    with mode:
+        grads = forward_backward()
+        del grads
+    return mode.peak / 2**20
+
+
+def _measured(path: Path) -> dict[tuple, dict[str, float]]:
+    """{(cell, B, T, I, H, dtype): {backend: peak_mb}} from a bench CSV."""
+    table: dict[tuple, dict[str, float]] = {}
+    with path.open() as f:
+        for r in csv.DictReader(f):
+            key = (
+                r["cell"],
+                int(r["batch"]),
+                int(r["steps"]),
+                int(r["input_size"]),
+                int(r["hidden"]),
+                r["dtype"],
+            )
+            if r["peak_mb"]:
+                table.setdefault(key, {})[r["backend"]] = float(r["peak_mb"])
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--dtypes", nargs="+", default=["fp32", "bf16", "fp16"], choices=["fp32", "bf16", "fp16"]
+    )
+    parser.add_argument("--cells", nargs="+", default=["lstm", "gru", "rnn"], choices=["lstm", "gru", "rnn"])
+    parser.add_argument("--measured", type=Path, default=HERE / "h100-final" / "bench-cuda.csv")
+    parser.add_argument("--csv", type=Path, default=None, help="also write the table here")
+    args = parser.parse_args(argv)
+    measured = _measured(args.measured) if args.measured.exists() else {}
+    header = [
+        "cell",
+        "B",
+        "T",
+        "I",
+        "H",
+        "dtype",
+        "model MB",
+        "measured triton MB",
+        "cuDNN MB",
+        "model / cuDNN",
+    ]
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header), flush=True)
+    lines = []
+    for row in grid("cuda", quick=False, cells=args.cells, dtypes=args.dtypes):
+        key = (row.cell, row.batch, row.steps, row.input_size, row.hidden, row.dtype)
+        model = modeled_peak_mb(row)
+        got = measured.get(key, {})
+        cudnn, triton = got.get("cudnn"), got.get("triton")
+        ratio = f"{model / cudnn:.2f}" if cudnn else "-"
+        line = [
+            *map(str, key),
+            f"{model:.0f}",
+            f"{triton:.0f}" if triton else "-",
+            f"{cudnn:.0f}" if cudnn else "-",
+        ]
+        lines.append([*line, ratio])
+        print("| " + " | ".join(lines[-1]) + " |", flush=True)
+    if args.csv:
+        with args.csv.open("w", newline="") as f:
+            csv.writer(f).writerows([header, *lines])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""What the fused backward allocates: no gradient is made for the tensors the forward only saves (LSTM gates
+and cell states, GRU gates), and a retained graph can be run backward twice with the same result.
+
+The saved tensors are (T, B, 4H): autograd used to hand the backward a zero tensor of that size for each of
+them (materialized gradients of unused outputs), alive beside the saved tensors and their gradients, which
+is what lifted the peak memory above cuDNN's (experiments/kernels/README.md, "memory")."""
+
+import pytest
+import torch
+from kernel_cases import Case, draw_inputs, run
+from torch.utils._python_dispatch import TorchDispatchMode
+
+# common.new_buffer: torch.empty, or torch.full(NaN) under the tests' poison hook (tests/kernels/conftest.py)
+NEW_BUFFERS = {torch.ops.aten.empty.memory_format, torch.ops.aten.full.default}
+ZERO_FILLS = {
+    torch.ops.aten.zeros.default,
+    torch.ops.aten.zeros_like.default,
+    torch.ops.aten.new_zeros.default,
+}
+
+
+class ShapesMade(TorchDispatchMode):
+    """Records (op, output shape) of every op dispatched inside the block."""
+
+    def __init__(self):
+        super().__init__()
+        self.made = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                self.made.append((func, tuple(t.shape)))
+        return out
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_backward_makes_no_zero_gradient_of_sequence_size(cell):
+    case = Case(cell, batch=3, steps=5, hidden=20)
+    (out, *_), _ = run(case, draw_inputs(case), None, "kernel", torch.float32)
+    with ShapesMade() as mode:
+        out.backward(torch.randn_like(out))  # h_n (and c_n) unused: their gradients are small zeros at most
+    zero_fills = [(str(func), shape) for func, shape in mode.made if func in ZERO_FILLS]
+    assert all(len(shape) < 3 for _, shape in zero_fills), zero_fills
+    assert mode.made, "the dispatch mode saw nothing: the check above would pass vacuously"
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_retained_graph_gives_the_same_gradients_twice(cell):
+    case = Case(cell, batch=3, steps=5, hidden=20)
+    outputs, leaves = run(case, draw_inputs(case), None, "kernel", torch.float32)
+    upstream = [torch.randn_like(o) for o in outputs]
+    first = torch.autograd.grad(outputs, list(leaves.values()), upstream, retain_graph=True)
+    second = torch.autograd.grad(outputs, list(leaves.values()), upstream)
+    for name, a, b in zip(leaves, first, second, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=f"d {name} differs on the second backward")
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("retain", [False, True], ids=["graph-freed", "graph-retained"])
+def test_gate_gradients_overwrite_the_saved_gates_only_when_the_graph_is_freed(cell, retain):
+    case = Case(cell, batch=3, steps=5, hidden=20)
+    outputs, leaves = run(case, draw_inputs(case), None, "kernel", torch.float32)
+    # (T, B, 4H): the saved gates (LSTM: i, f, g, o; GRU: gh_n, z, n, r) and their gradient
+    saved_shape = (case.steps, case.batch, 4 * case.hidden)
+    with ShapesMade() as mode:
+        torch.autograd.grad(
+            outputs[0], list(leaves.values()), torch.randn_like(outputs[0]), retain_graph=retain
+        )
+    new_buffers = [str(func) for func, shape in mode.made if shape == saved_shape and func in NEW_BUFFERS]
+    assert len(new_buffers) == (1 if retain else 0), new_buffers
