@@ -19,6 +19,7 @@ see README.md, "memory".
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
 import sys
@@ -67,22 +68,32 @@ class LiveBytes(TorchDispatchMode):
         return out
 
 
-def _stub_kernel_launches() -> None:
-    """Every ``kernel[grid](...)`` becomes a no-op (compiled or interpreted Triton functions alike)."""
+@contextlib.contextmanager
+def _kernel_launches_stubbed():
+    """Inside the block every ``kernel[grid](...)`` is a no-op (compiled or interpreted Triton functions)."""
     from triton.runtime import interpreter, jit
 
-    for cls in (jit.JITFunction, interpreter.InterpretedFunction):
+    classes = (jit.JITFunction, interpreter.InterpretedFunction)
+    saved = [cls.__dict__.get("__getitem__") for cls in classes]
+    for cls in classes:
         cls.__getitem__ = lambda self, grid: lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        for cls, original in zip(classes, saved, strict=True):
+            if original is None:
+                del cls.__getitem__
+            else:
+                cls.__getitem__ = original
 
 
 def modeled_peak_mb(row: Row) -> float:
     """The triton backend's peak MB for one forward+backward of ``row``, as the benchmark measures it (the
     layer, input and output gradient exist before the call and are not counted)."""
-    _stub_kernel_launches()
     layer, x, grad_out = make_case(row, "cpu")
     _, forward_backward = steps_for(layer, "triton", x, grad_out)
     mode = LiveBytes([x, grad_out, *layer.parameters()])
-    with mode:
+    with _kernel_launches_stubbed(), mode:
         grads = forward_backward()
         del grads
     return mode.peak / 2**20

@@ -1,0 +1,34 @@
+"""experiments/kernels/memory_model.py: the CPU count of the triton backend's peak memory."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from triton.runtime import interpreter, jit
+
+from rnnlab.bench.grid import Row
+
+SCRIPT = Path(__file__).parents[2] / "experiments" / "kernels" / "memory_model.py"
+
+
+def load_model():
+    spec = importlib.util.spec_from_file_location("memory_model", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_counts_at_least_what_the_forward_must_hold_and_restores_kernel_launches():
+    model = load_model()
+    launchers = (jit.JITFunction.__getitem__, interpreter.InterpretedFunction.__getitem__)
+    steps, batch, hidden = 5, 3, 20
+    peak = model.modeled_peak_mb(Row("lstm", batch, steps, 8, hidden, "fp32")) * 2**20
+
+    def granules(elements):  # fp32 bytes rounded up to the allocator's 512-byte granule
+        return -(-elements * 4 // 512) * 512
+
+    # gx, saved gates (T, B, 4H) and out, cell states (T, B, H) are alive together while the kernel runs
+    must_hold = 2 * granules(steps * batch * 4 * hidden) + 2 * granules(steps * batch * hidden)
+    assert must_hold <= peak <= 3 * must_hold, (peak, must_hold)
+    assert (jit.JITFunction.__getitem__, interpreter.InterpretedFunction.__getitem__) == launchers
