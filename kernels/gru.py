@@ -163,7 +163,8 @@ def _gru_bwd_cell(
     row = t.to(tl.int64) * B + rows[:, None]
     s_off = row * H + cols[None, :]
     v_off = row * 4 * H + cols[None, :]
-    dh = dh + tl.where(valid, tl.load(d_out + s_off, mask=mask, other=0.0).to(tl.float32), 0.0)
+    if d_out is not None:  # None (a compile-time constant) when only the final state took a gradient
+        dh = dh + tl.where(valid, tl.load(d_out + s_off, mask=mask, other=0.0).to(tl.float32), 0.0)
     gh_n = tl.load(saved + v_off, mask=mask, other=0.0).to(tl.float32)
     z = tl.load(saved + v_off + H, mask=mask, other=0.0).to(tl.float32)
     n = tl.load(saved + v_off + 2 * H, mask=mask, other=0.0).to(tl.float32)
@@ -329,7 +330,7 @@ def _gru_fwd(
 
 @torch.library.custom_op("rnnlab::gru_bwd", mutates_args=("d_saved",))
 def _gru_bwd(
-    d_out: Tensor,
+    d_out: Optional[Tensor],  # noqa: UP045  (None: the sequence output took no gradient)
     d_hn: Tensor,
     w_hh: Tensor,
     saved: Tensor,
@@ -343,7 +344,8 @@ def _gru_bwd(
     """Fills d_saved (T, B, 4H) with [d gx_r, d gx_z, d gx_n, d gh_n] (its first 3H columns are d gx) and
     returns dh0. ``d_saved`` may be ``saved`` itself (see _gru_bwd_cell)."""
     steps, batch, hidden = out.shape
-    d_out, w_hh = d_out.contiguous(), w_hh.contiguous()
+    d_out = None if d_out is None else d_out.contiguous()
+    w_hh = w_hh.contiguous()
     dh_buf = d_hn.to(torch.float32).clone().contiguous()
     if steps > 0 and batch > 0:
         plan = launch.plan(3, hidden, batch, out.dtype, out.device, block_h)
@@ -381,7 +383,7 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, d_out, d_hn, _d_saved):
     out, w_hh, h0, saved, lengths = ctx.saved_tensors
-    d_out, d_hn = common.zeros_if_none(d_out, out), common.zeros_if_none(d_hn, h0)
+    d_hn = common.zeros_if_none(d_hn, h0)  # d_out may stay None: the kernel then skips it
     d_saved = common.gradient_buffer(saved)  # (T, B, 4H): the saved gates themselves when not needed again
     dh0 = _gru_bwd(d_out, d_hn, w_hh, saved, out, h0, lengths, ctx.reverse, ctx.block_h, d_saved)
     hidden = h0.shape[1]

@@ -174,7 +174,8 @@ def _lstm_bwd_cell(
     g_off = row * 4 * H + cols[None, :]
     s_off = row * H + cols[None, :]
     prev_off = (t_prev.to(tl.int64) * B + rows[:, None]) * H + cols[None, :]
-    dh = dh + tl.where(valid, tl.load(d_out + s_off, mask=mask, other=0.0).to(tl.float32), 0.0)
+    if d_out is not None:  # None (a compile-time constant) when only the final state took a gradient
+        dh = dh + tl.where(valid, tl.load(d_out + s_off, mask=mask, other=0.0).to(tl.float32), 0.0)
     i = tl.load(gates + g_off, mask=mask, other=0.0).to(tl.float32)
     f = tl.load(gates + g_off + H, mask=mask, other=0.0).to(tl.float32)
     g = tl.load(gates + g_off + 2 * H, mask=mask, other=0.0).to(tl.float32)
@@ -347,7 +348,7 @@ def _lstm_fwd(
 
 @torch.library.custom_op("rnnlab::lstm_bwd", mutates_args=("d_gates",))
 def _lstm_bwd(
-    d_out: Tensor,
+    d_out: Optional[Tensor],  # noqa: UP045  (None: the sequence output took no gradient)
     d_hn: Tensor,
     d_cn: Tensor,
     w_hh: Tensor,
@@ -363,7 +364,8 @@ def _lstm_bwd(
     element's gradient is computed from that element's own saved value, read first (see _lstm_bwd_cell)."""
     steps, batch, four_h = gates.shape
     hidden = four_h // 4
-    d_out, w_hh = d_out.contiguous(), w_hh.contiguous()
+    d_out = None if d_out is None else d_out.contiguous()
+    w_hh = w_hh.contiguous()
     dh_buf = d_hn.to(torch.float32).clone().contiguous()
     dc_buf = d_cn.to(torch.float32).clone().contiguous()
     if steps > 0 and batch > 0:
@@ -407,7 +409,7 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, d_out, d_hn, d_cn, _d_gates, _d_cells):
     out, w_hh, h0, c0, gates, cells, lengths = ctx.saved_tensors
-    d_out, d_hn, d_cn = (common.zeros_if_none(g, x) for g, x in ((d_out, out), (d_hn, h0), (d_cn, c0)))
+    d_hn, d_cn = common.zeros_if_none(d_hn, h0), common.zeros_if_none(d_cn, c0)  # d_out may stay None
     d_gx = common.gradient_buffer(
         gates
     )  # (T, B, 4H): the saved gates themselves when they are not needed again

@@ -116,7 +116,8 @@ def _rnn_bwd_cell(out, d_out, d_pre, t, B, H, rows, cols, dh, valid, ACT: tl.con
     Stores it; returns it (fp32) and the part of dh_{t-1} that bypasses W (all of dh on a frozen step)."""
     mask = (rows < B)[:, None] & (cols < H)[None, :]
     off = (t.to(tl.int64) * B + rows[:, None]) * H + cols[None, :]
-    dh = dh + tl.where(valid, tl.load(d_out + off, mask=mask, other=0.0).to(tl.float32), 0.0)
+    if d_out is not None:  # None (a compile-time constant) when only the final state took a gradient
+        dh = dh + tl.where(valid, tl.load(d_out + off, mask=mask, other=0.0).to(tl.float32), 0.0)
     h = tl.load(out + off, mask=mask, other=0.0).to(tl.float32)  # = h_t on a valid step
     d = tl.where(valid, dh * activation_slope(h, ACT), 0.0)
     tl.store(d_pre + off, d.to(d_pre.dtype.element_ty), mask=mask)
@@ -230,7 +231,7 @@ def _rnn_fwd(
 
 @torch.library.custom_op("rnnlab::rnn_bwd", mutates_args=())
 def _rnn_bwd(
-    d_out: Tensor,
+    d_out: Optional[Tensor],  # noqa: UP045  (None: the sequence output took no gradient)
     d_hn: Tensor,
     w_hh: Tensor,
     out: Tensor,
@@ -241,7 +242,8 @@ def _rnn_bwd(
 ) -> tuple[Tensor, Tensor]:
     """Returns the pre-activation gradients (T, B, H) (= d gx) and dh0."""
     steps, batch, hidden = out.shape
-    d_out, w_hh = d_out.contiguous(), w_hh.contiguous()
+    d_out = None if d_out is None else d_out.contiguous()
+    w_hh = w_hh.contiguous()
     d_pre = common.new_buffer((steps, batch, hidden), out.dtype, out.device)
     dh_buf = d_hn.to(torch.float32).clone().contiguous()
     if steps > 0 and batch > 0:
@@ -275,7 +277,7 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, d_out, d_hn):
     out, w_hh, h0, lengths = ctx.saved_tensors
-    d_out, d_hn = common.zeros_if_none(d_out, out), common.zeros_if_none(d_hn, h0)
+    d_hn = common.zeros_if_none(d_hn, h0)  # d_out may stay None: the kernel then skips it
     d_gx, dh0 = _rnn_bwd(d_out, d_hn, w_hh, out, lengths, ctx.reverse, ctx.nonlinearity, ctx.block_h)
     d_w_hh = common.recurrent_weight_grad(d_gx, out, h0, lengths, ctx.reverse)  # (H, H)
     return d_gx, d_w_hh, dh0, None, None, None, None

@@ -7,7 +7,7 @@ is what lifted the peak memory above cuDNN's (experiments/kernels/README.md, "me
 
 import pytest
 import torch
-from kernel_cases import Case, draw_inputs, run
+from kernel_cases import Case, assert_close, draw_inputs, draw_lengths, run
 from torch.utils._python_dispatch import TorchDispatchMode
 
 # common.new_buffer: torch.empty, or torch.full(NaN) under the tests' poison hook (tests/kernels/conftest.py)
@@ -69,3 +69,23 @@ def test_gate_gradients_overwrite_the_saved_gates_only_when_the_graph_is_freed(c
         )
     new_buffers = [str(func) for func, shape in mode.made if shape == saved_shape and func in NEW_BUFFERS]
     assert len(new_buffers) == (1 if retain else 0), new_buffers
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("lengths", [False, True], ids=["full", "lengths"])
+def test_gradients_through_the_final_state_only(cell, lengths):
+    """Many-to-one use (a classifier on h_n): the sequence output takes no gradient, the backward kernel is
+    given none (no (T, B, H) zeros are made or read), and every gradient still matches the reference."""
+    case = Case(cell, batch=3, steps=7, hidden=20, lengths=lengths, reverse=lengths)
+    inputs, lengths_ = draw_inputs(case), draw_lengths(case)
+    got, got_leaves = run(case, inputs, lengths_, "kernel", torch.float32)
+    want, want_leaves = run(case, inputs, lengths_, "reference", torch.float64)
+    upstream = torch.randn_like(want[1])
+    with ShapesMade() as mode:
+        torch.autograd.backward(got[1], upstream.float())
+    out_shape = (case.steps, case.batch, case.hidden)
+    assert not [f for f, shape in mode.made if f in ZERO_FILLS and shape == out_shape]
+    torch.autograd.backward(want[1], upstream)
+    for name, leaf in got_leaves.items():
+        if leaf is not None:
+            assert_close(leaf.grad, want_leaves[name].grad, torch.float32, f"d {name}")
