@@ -53,6 +53,14 @@ def step_validity(lengths, rows, row_mask, t, HAS_LENGTHS: tl.constexpr):
 
 
 @triton.jit
+def state_tile(rows, row_mask, cols, H):
+    """Offsets and mask of the (BLOCK_B, len(cols)) tile rows x cols of a row-major (B, H) state buffer
+    (masked past B and past H)."""
+    mask = row_mask[:, None] & (cols < H)[None, :]
+    return rows[:, None] * H + cols[None, :], mask
+
+
+@triton.jit
 def time_index(s, T, REVERSE: tl.constexpr):
     """Time t of processing step s: s, or T-1-s for a reverse direction."""
     if REVERSE:

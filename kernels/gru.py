@@ -22,7 +22,17 @@ import triton.language as tl
 from torch import Tensor
 
 from . import common, launch
-from .device import dot, load_w_tile, load_wt_tile, sigmoid, step_sync, step_validity, tanh, time_index
+from .device import (
+    dot,
+    load_w_tile,
+    load_wt_tile,
+    sigmoid,
+    state_tile,
+    step_sync,
+    step_validity,
+    tanh,
+    time_index,
+)
 
 
 @triton.jit
@@ -71,8 +81,7 @@ def _gru_fwd_kernel(
     dt = w.dtype.element_ty
     if ON_CHIP:
         cols = tl.arange(0, BLOCK_N)
-        mask = row_mask[:, None] & (cols < H)[None, :]
-        off = rows[:, None] * H + cols[None, :]
+        off, mask = state_tile(rows, row_mask, cols, H)
         w_r = load_wt_tile(w, H, 0, cols, cols)
         w_z = load_wt_tile(w, H, 1, cols, cols)
         w_n = load_wt_tile(w, H, 2, cols, cols)
@@ -93,10 +102,8 @@ def _gru_fwd_kernel(
         # h in registers for the launch, the whole h_{t-1} read from L2 each step.
         cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
         ks = tl.arange(0, BLOCK_K)
-        mask = row_mask[:, None] & (cols < H)[None, :]
-        off = rows[:, None] * H + cols[None, :]
-        k_off = rows[:, None] * H + ks[None, :]
-        k_mask = row_mask[:, None] & (ks < H)[None, :]
+        off, mask = state_tile(rows, row_mask, cols, H)
+        k_off, k_mask = state_tile(rows, row_mask, ks, H)
         w_r = load_wt_tile(w, H, 0, ks, cols)
         w_z = load_wt_tile(w, H, 1, ks, cols)
         w_n = load_wt_tile(w, H, 2, ks, cols)
@@ -130,7 +137,7 @@ def _gru_fwd_kernel(
                 acc_n = tl.zeros((BLOCK_B, BLOCK_N), tl.float32)
                 for k0 in range(0, H, BLOCK_K):
                     ks = k0 + offs_k
-                    k_mask = row_mask[:, None] & (ks < H)[None, :]
+                    k_mask = state_tile(rows, row_mask, ks, H)[1]
                     hk = tl.load(
                         h_read + rows[:, None] * H + ks[None, :], mask=k_mask, other=0.0, cache_modifier=".cg"
                     )
@@ -138,8 +145,7 @@ def _gru_fwd_kernel(
                     acc_r = dot(hk, load_wt_tile(w, H, 0, ks, cols), acc_r, PRECISION, UPCAST)
                     acc_z = dot(hk, load_wt_tile(w, H, 1, ks, cols), acc_z, PRECISION, UPCAST)
                     acc_n = dot(hk, load_wt_tile(w, H, 2, ks, cols), acc_n, PRECISION, UPCAST)
-                mask = row_mask[:, None] & (cols < H)[None, :]
-                off = rows[:, None] * H + cols[None, :]
+                off, mask = state_tile(rows, row_mask, cols, H)
                 h_prev = tl.load(h_read + off, mask=mask, other=0.0, cache_modifier=".cg")
                 h = _gru_fwd_cell(
                     gx, b, out, saved, t, B, H, rows, cols, acc_r, acc_z, acc_n, h_prev, valid, HAS_BIAS, SAVE
@@ -203,8 +209,7 @@ def _gru_bwd_kernel(
     dt = w.dtype.element_ty
     if ON_CHIP:
         cols = tl.arange(0, BLOCK_N)
-        mask = row_mask[:, None] & (cols < H)[None, :]
-        off = rows[:, None] * H + cols[None, :]
+        off, mask = state_tile(rows, row_mask, cols, H)
         w_r = load_w_tile(w, H, 0, cols, cols)
         w_z = load_w_tile(w, H, 1, cols, cols)
         w_n = load_w_tile(w, H, 2, cols, cols)
@@ -227,9 +232,8 @@ def _gru_bwd_kernel(
         # the launch (in dh_buf between step-by-step launches).
         cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
         ks = tl.arange(0, BLOCK_K)
-        mask = row_mask[:, None] & (cols < H)[None, :]
-        off = rows[:, None] * H + cols[None, :]
-        k_mask = row_mask[:, None] & (ks < H)[None, :]
+        off, mask = state_tile(rows, row_mask, cols, H)
+        k_mask = state_tile(rows, row_mask, ks, H)[1]
         w_r = load_w_tile(w, H, 0, ks, cols)
         w_z = load_w_tile(w, H, 1, ks, cols)
         w_n = load_w_tile(w, H, 2, ks, cols)
@@ -266,8 +270,7 @@ def _gru_bwd_kernel(
             if PHASE1:  # this program's columns: gate gradients to global memory; dh_buf keeps the bypass
                 for n0 in range(n_first, H, n_step):
                     cols = n0 + offs_n
-                    mask = row_mask[:, None] & (cols < H)[None, :]
-                    off = rows[:, None] * H + cols[None, :]
+                    off, mask = state_tile(rows, row_mask, cols, H)
                     dh = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
                     _, _, _, dh_bypass = _gru_bwd_cell(
                         saved, out, h0, lengths, d_out, d_saved, t, t_prev, s > 0, B, H, rows, cols, dh,
@@ -279,12 +282,11 @@ def _gru_bwd_kernel(
             if PHASE2:
                 for n0 in range(n_first, H, n_step):
                     cols = n0 + offs_n
-                    mask = row_mask[:, None] & (cols < H)[None, :]
-                    off = rows[:, None] * H + cols[None, :]
+                    off, mask = state_tile(rows, row_mask, cols, H)
                     acc = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
                     for k0 in range(0, H, BLOCK_K):
                         ks = k0 + offs_k
-                        k_mask = row_mask[:, None] & (ks < H)[None, :]
+                        k_mask = state_tile(rows, row_mask, ks, H)[1]
                         k_off = (t.to(tl.int64) * B + rows[:, None]) * 4 * H + ks[None, :]
                         # slots d_r, d_z, d gh_n (0, 1, 3) against W_hr, W_hz, W_hn (gates 0, 1, 2), each
                         # tile loaded just before its product

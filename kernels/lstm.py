@@ -21,7 +21,17 @@ import triton.language as tl
 from torch import Tensor
 
 from . import common, launch
-from .device import dot, load_w_tile, load_wt_tile, sigmoid, step_sync, step_validity, tanh, time_index
+from .device import (
+    dot,
+    load_w_tile,
+    load_wt_tile,
+    sigmoid,
+    state_tile,
+    step_sync,
+    step_validity,
+    tanh,
+    time_index,
+)
 
 
 @triton.jit
@@ -68,8 +78,7 @@ def _lstm_fwd_kernel(
     if ON_CHIP:
         # One tile covers H (BLOCK_N == BLOCK_K): W^T per gate loaded once, state in registers.
         cols = tl.arange(0, BLOCK_N)
-        mask = row_mask[:, None] & (cols < H)[None, :]
-        off = rows[:, None] * H + cols[None, :]
+        off, mask = state_tile(rows, row_mask, cols, H)
         w_i = load_wt_tile(w, H, 0, cols, cols)
         w_f = load_wt_tile(w, H, 1, cols, cols)
         w_g = load_wt_tile(w, H, 2, cols, cols)
@@ -94,10 +103,8 @@ def _lstm_fwd_kernel(
         # this tile's h and c stay in registers for the launch, the whole h_{t-1} is read from L2 each step.
         cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
         ks = tl.arange(0, BLOCK_K)
-        mask = row_mask[:, None] & (cols < H)[None, :]
-        off = rows[:, None] * H + cols[None, :]
-        k_off = rows[:, None] * H + ks[None, :]
-        k_mask = row_mask[:, None] & (ks < H)[None, :]
+        off, mask = state_tile(rows, row_mask, cols, H)
+        k_off, k_mask = state_tile(rows, row_mask, ks, H)
         w_i = load_wt_tile(w, H, 0, ks, cols)
         w_f = load_wt_tile(w, H, 1, ks, cols)
         w_g = load_wt_tile(w, H, 2, ks, cols)
@@ -138,7 +145,7 @@ def _lstm_fwd_kernel(
                 acc_o = tl.zeros((BLOCK_B, BLOCK_N), tl.float32)
                 for k0 in range(0, H, BLOCK_K):
                     ks = k0 + offs_k
-                    k_mask = row_mask[:, None] & (ks < H)[None, :]
+                    k_mask = state_tile(rows, row_mask, ks, H)[1]
                     hk = tl.load(
                         h_read + rows[:, None] * H + ks[None, :], mask=k_mask, other=0.0, cache_modifier=".cg"
                     )
@@ -147,8 +154,7 @@ def _lstm_fwd_kernel(
                     acc_f = dot(hk, load_wt_tile(w, H, 1, ks, cols), acc_f, PRECISION, UPCAST)
                     acc_g = dot(hk, load_wt_tile(w, H, 2, ks, cols), acc_g, PRECISION, UPCAST)
                     acc_o = dot(hk, load_wt_tile(w, H, 3, ks, cols), acc_o, PRECISION, UPCAST)
-                mask = row_mask[:, None] & (cols < H)[None, :]
-                off = rows[:, None] * H + cols[None, :]
+                off, mask = state_tile(rows, row_mask, cols, H)
                 h_prev = tl.load(h_read + off, mask=mask, other=0.0, cache_modifier=".cg")
                 c_prev = tl.load(c_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
                 h, c = _lstm_fwd_cell(
@@ -213,8 +219,7 @@ def _lstm_bwd_kernel(
     dt = w.dtype.element_ty
     if ON_CHIP:
         cols = tl.arange(0, BLOCK_N)
-        mask = row_mask[:, None] & (cols < H)[None, :]
-        off = rows[:, None] * H + cols[None, :]
+        off, mask = state_tile(rows, row_mask, cols, H)
         w_i = load_w_tile(w, H, 0, cols, cols)
         w_f = load_w_tile(w, H, 1, cols, cols)
         w_g = load_w_tile(w, H, 2, cols, cols)
@@ -240,9 +245,8 @@ def _lstm_bwd_kernel(
         # dh and dc in registers for the launch (in dh_buf / dc_buf between step-by-step launches).
         cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
         ks = tl.arange(0, BLOCK_K)
-        mask = row_mask[:, None] & (cols < H)[None, :]
-        off = rows[:, None] * H + cols[None, :]
-        k_mask = row_mask[:, None] & (ks < H)[None, :]
+        off, mask = state_tile(rows, row_mask, cols, H)
+        k_mask = state_tile(rows, row_mask, ks, H)[1]
         w_i = load_w_tile(w, H, 0, ks, cols)
         w_f = load_w_tile(w, H, 1, ks, cols)
         w_g = load_w_tile(w, H, 2, ks, cols)
@@ -283,8 +287,7 @@ def _lstm_bwd_kernel(
             if PHASE1:  # this program's columns: dG[t] to global memory, dh_buf keeps the bypass of dh_{t-1}
                 for n0 in range(n_first, H, n_step):
                     cols = n0 + offs_n
-                    mask = row_mask[:, None] & (cols < H)[None, :]
-                    off = rows[:, None] * H + cols[None, :]
+                    off, mask = state_tile(rows, row_mask, cols, H)
                     dh = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
                     dc = tl.load(dc_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
                     _, _, _, _, dh_bypass, dc = _lstm_bwd_cell(
@@ -296,12 +299,11 @@ def _lstm_bwd_kernel(
             if PHASE2:  # dh_{t-1} = bypass + dG[t] (B, 4H) @ W_hh (4H, H), this program's columns
                 for n0 in range(n_first, H, n_step):
                     cols = n0 + offs_n
-                    mask = row_mask[:, None] & (cols < H)[None, :]
-                    off = rows[:, None] * H + cols[None, :]
+                    off, mask = state_tile(rows, row_mask, cols, H)
                     acc = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
                     for k0 in range(0, H, BLOCK_K):
                         ks = k0 + offs_k
-                        k_mask = row_mask[:, None] & (ks < H)[None, :]
+                        k_mask = state_tile(rows, row_mask, ks, H)[1]
                         k_off = (t.to(tl.int64) * B + rows[:, None]) * 4 * H + ks[None, :]
                         for gate in tl.static_range(4):
                             dg = tl.load(

@@ -20,6 +20,7 @@ from .device import (
     dot,
     load_w_tile,
     load_wt_tile,
+    state_tile,
     step_sync,
     step_validity,
     time_index,
@@ -53,8 +54,7 @@ def _rnn_fwd_kernel(
     dt = w.dtype.element_ty
     if ON_CHIP:
         cols = tl.arange(0, BLOCK_N)
-        mask = row_mask[:, None] & (cols < H)[None, :]
-        off = rows[:, None] * H + cols[None, :]
+        off, mask = state_tile(rows, row_mask, cols, H)
         w_t = load_wt_tile(w, H, 0, cols, cols)
         h = tl.load(h_buf + off, mask=mask, other=0.0)
         for s in range(T):
@@ -68,10 +68,8 @@ def _rnn_fwd_kernel(
         # registers for the launch, the whole h_{t-1} read from L2 each step.
         cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
         ks = tl.arange(0, BLOCK_K)
-        mask = row_mask[:, None] & (cols < H)[None, :]
-        off = rows[:, None] * H + cols[None, :]
-        k_off = rows[:, None] * H + ks[None, :]
-        k_mask = row_mask[:, None] & (ks < H)[None, :]
+        off, mask = state_tile(rows, row_mask, cols, H)
+        k_off, k_mask = state_tile(rows, row_mask, ks, H)
         w_t = load_wt_tile(w, H, 0, ks, cols)
         h = tl.load(h_buf + (S0 % 2) * B * H + off, mask=mask, other=0.0, cache_modifier=".cg")
         for s in range(S0, S0 + STEPS):
@@ -97,13 +95,12 @@ def _rnn_fwd_kernel(
                 acc = tl.zeros((BLOCK_B, BLOCK_N), tl.float32)
                 for k0 in range(0, H, BLOCK_K):
                     ks = k0 + offs_k
-                    k_mask = row_mask[:, None] & (ks < H)[None, :]
+                    k_mask = state_tile(rows, row_mask, ks, H)[1]
                     hk = tl.load(
                         h_read + rows[:, None] * H + ks[None, :], mask=k_mask, other=0.0, cache_modifier=".cg"
                     )
                     acc = dot(hk.to(dt), load_wt_tile(w, H, 0, ks, cols), acc, PRECISION, UPCAST)
-                mask = row_mask[:, None] & (cols < H)[None, :]
-                off = rows[:, None] * H + cols[None, :]
+                off, mask = state_tile(rows, row_mask, cols, H)
                 h_prev = tl.load(h_read + off, mask=mask, other=0.0, cache_modifier=".cg")
                 h = _rnn_fwd_cell(gx, out, t, B, H, rows, cols, acc, h_prev, valid, ACT)
                 tl.store(h_write + off, h, mask=mask)
@@ -139,8 +136,7 @@ def _rnn_bwd_kernel(
     dt = w.dtype.element_ty
     if ON_CHIP:
         cols = tl.arange(0, BLOCK_N)
-        mask = row_mask[:, None] & (cols < H)[None, :]
-        off = rows[:, None] * H + cols[None, :]
+        off, mask = state_tile(rows, row_mask, cols, H)
         w_tile = load_w_tile(w, H, 0, cols, cols)
         dh = tl.load(dh_buf + off, mask=mask, other=0.0)
         for r in range(T):
@@ -153,9 +149,8 @@ def _rnn_bwd_kernel(
         # One column tile per program: its slice of W resident, this tile's dh in registers for the launch.
         cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
         ks = tl.arange(0, BLOCK_K)
-        mask = row_mask[:, None] & (cols < H)[None, :]
-        off = rows[:, None] * H + cols[None, :]
-        k_mask = row_mask[:, None] & (ks < H)[None, :]
+        off, mask = state_tile(rows, row_mask, cols, H)
+        k_mask = state_tile(rows, row_mask, ks, H)[1]
         w_tile = load_w_tile(w, H, 0, ks, cols)
         dh = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
         for r in range(S0, S0 + STEPS):
@@ -179,8 +174,7 @@ def _rnn_bwd_kernel(
             if PHASE1:  # this program's columns: d_pre[t] to global memory; dh_buf keeps the bypass
                 for n0 in range(n_first, H, n_step):
                     cols = n0 + offs_n
-                    mask = row_mask[:, None] & (cols < H)[None, :]
-                    off = rows[:, None] * H + cols[None, :]
+                    off, mask = state_tile(rows, row_mask, cols, H)
                     dh = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
                     _, dh_bypass = _rnn_bwd_cell(out, d_out, d_pre, t, B, H, rows, cols, dh, valid, ACT)
                     tl.store(dh_buf + off, dh_bypass, mask=mask)
@@ -188,12 +182,11 @@ def _rnn_bwd_kernel(
             if PHASE2:  # dh_{t-1} = bypass + d_pre[t] (B, H) @ W_hh (H, H), this program's columns
                 for n0 in range(n_first, H, n_step):
                     cols = n0 + offs_n
-                    mask = row_mask[:, None] & (cols < H)[None, :]
-                    off = rows[:, None] * H + cols[None, :]
+                    off, mask = state_tile(rows, row_mask, cols, H)
                     acc = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
                     for k0 in range(0, H, BLOCK_K):
                         ks = k0 + offs_k
-                        k_mask = row_mask[:, None] & (ks < H)[None, :]
+                        k_mask = state_tile(rows, row_mask, ks, H)[1]
                         k_off = (t.to(tl.int64) * B + rows[:, None]) * H + ks[None, :]
                         d = tl.load(d_pre + k_off, mask=k_mask, other=0.0, cache_modifier=".cg")
                         acc = dot(d, load_w_tile(w, H, 0, ks, cols), acc, PRECISION, UPCAST)
