@@ -119,3 +119,24 @@ def step_sync(counter, target, SYNC: tl.constexpr):
         while seen < target:
             seen = tl.atomic_add(arrivals, 0, sem="acquire", scope="gpu")
         tl.debug_barrier()
+
+
+@triton.jit
+def load_step(s, last, delta, PREFETCH: tl.constexpr):
+    """The processing step whose inputs step s loads: s itself, or with PREFETCH the step after it
+    (s + delta: +1 forward, -1 backward), staying at ``last`` (T - 1 or 0; that reload goes unused)."""
+    if PREFETCH:
+        s = tl.where(s == last, s, s + delta)
+    return s
+
+
+@triton.jit
+def prefetched(carried, loaded, PREFETCH: tl.constexpr):
+    """(this step's inputs, the inputs carried to the next step), given those the previous step loaded and
+    those this step loaded (``load_step``). With PREFETCH a step's loads are issued one step early, so
+    their latency (L2 or HBM) overlaps the previous step instead of waiting in the step's critical path."""
+    if PREFETCH:
+        pair = carried, loaded
+    else:
+        pair = loaded, loaded
+    return pair

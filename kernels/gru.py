@@ -24,8 +24,10 @@ from torch import Tensor
 from . import common, launch
 from .device import (
     dot,
+    load_step,
     load_w_tile,
     load_wt_tile,
+    prefetched,
     sigmoid,
     state_tile,
     step_sync,
@@ -36,22 +38,33 @@ from .device import (
 
 
 @triton.jit
+def _gru_gx(gx, t, B, H, rows, cols):
+    """The input gates gx[t] (r, z, n) of one (BLOCK_B, BLOCK_N) tile, in gx's dtype (zero past B, H)."""
+    mask = (rows < B)[:, None] & (cols < H)[None, :]
+    x_off = (t.to(tl.int64) * B + rows[:, None]) * 3 * H + cols[None, :]
+    x_r = tl.load(gx + x_off, mask=mask, other=0.0)
+    x_z = tl.load(gx + x_off + H, mask=mask, other=0.0)
+    x_n = tl.load(gx + x_off + 2 * H, mask=mask, other=0.0)
+    return x_r, x_z, x_n
+
+
+@triton.jit
 def _gru_fwd_cell(
-    gx, b, out, saved, t, B, H, rows, cols, acc_r, acc_z, acc_n, h_prev, valid,
+    x, b, out, saved, t, B, H, rows, cols, acc_r, acc_z, acc_n, h_prev, valid,
     HAS_BIAS: tl.constexpr, SAVE: tl.constexpr,
 ):  # fmt: skip
-    """Gate math of one (BLOCK_B, BLOCK_N) tile at time t given h_{t-1} @ W^T per gate; stores out[t] (and
-    r, z, n, gh_n when SAVE). Returns the new fp32 h, frozen where the step is not valid."""
+    """Gate math of one (BLOCK_B, BLOCK_N) tile at time t given its input gates ``x`` (``_gru_gx``) and
+    h_{t-1} @ W^T per gate; stores out[t] (and r, z, n, gh_n when SAVE). Returns the new fp32 h, frozen
+    where the step is not valid."""
     mask = (rows < B)[:, None] & (cols < H)[None, :]
     row = t.to(tl.int64) * B + rows[:, None]  # (BLOCK_B, 1) index of (t, b)
-    x_off = row * 3 * H + cols[None, :]
     if HAS_BIAS:
         acc_r += tl.load(b + cols, mask=cols < H, other=0.0).to(tl.float32)[None, :]
         acc_z += tl.load(b + H + cols, mask=cols < H, other=0.0).to(tl.float32)[None, :]
         acc_n += tl.load(b + 2 * H + cols, mask=cols < H, other=0.0).to(tl.float32)[None, :]
-    r = sigmoid(acc_r + tl.load(gx + x_off, mask=mask, other=0.0).to(tl.float32))
-    z = sigmoid(acc_z + tl.load(gx + x_off + H, mask=mask, other=0.0).to(tl.float32))
-    n = tanh(tl.load(gx + x_off + 2 * H, mask=mask, other=0.0).to(tl.float32) + r * acc_n)
+    r = sigmoid(acc_r + x[0].to(tl.float32))
+    z = sigmoid(acc_z + x[1].to(tl.float32))
+    n = tanh(x[2].to(tl.float32) + r * acc_n)
     h = tl.where(valid, n + z * (h_prev - n), h_prev)
     tl.store(out + row * H + cols[None, :], tl.where(valid, h, 0.0).to(out.dtype.element_ty), mask=mask)
     if SAVE:
@@ -69,13 +82,14 @@ def _gru_fwd_kernel(
     gx, w, b, lengths, out, saved, h_buf, T, B, H, counter, S0, STEPS,
     SYNC: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, SAVE: tl.constexpr,
-    ON_CHIP: tl.constexpr, RESIDENT: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr,
-    BLOCK_K: tl.constexpr,
+    ON_CHIP: tl.constexpr, RESIDENT: tl.constexpr, PREFETCH: tl.constexpr, BLOCK_B: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     PRECISION: tl.constexpr,
     UPCAST: tl.constexpr,
 ):  # fmt: skip
     # h_buf (2, B, H) fp32: h0 in slot 0; step s reads slot s % 2 and writes the other (tiled path); the
-    # final h lands in slot T % 2.
+    # final h lands in slot T % 2. PREFETCH (on chip, resident): step s + 1's input gates are loaded while
+    # step s computes.
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     row_mask = rows < B
     dt = w.dtype.element_ty
@@ -86,15 +100,18 @@ def _gru_fwd_kernel(
         w_z = load_wt_tile(w, H, 1, cols, cols)
         w_n = load_wt_tile(w, H, 2, cols, cols)
         h = tl.load(h_buf + off, mask=mask, other=0.0)
+        x_next = _gru_gx(gx, time_index(0, T, REVERSE), B, H, rows, cols)  # step 0's input gates
         for s in range(T):
             t = time_index(s, T, REVERSE)
+            t_load = time_index(load_step(s, T - 1, 1, PREFETCH), T, REVERSE)
+            x, x_next = prefetched(x_next, _gru_gx(gx, t_load, B, H, rows, cols), PREFETCH)
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
             hd = h.to(dt)
             acc_r = dot(hd, w_r, None, PRECISION, UPCAST)
             acc_z = dot(hd, w_z, None, PRECISION, UPCAST)
             acc_n = dot(hd, w_n, None, PRECISION, UPCAST)
             h = _gru_fwd_cell(
-                gx, b, out, saved, t, B, H, rows, cols, acc_r, acc_z, acc_n, h, valid, HAS_BIAS, SAVE
+                x, b, out, saved, t, B, H, rows, cols, acc_r, acc_z, acc_n, h, valid, HAS_BIAS, SAVE
             )
         tl.store(h_buf + (T % 2) * B * H + off, h, mask=mask)
     elif RESIDENT:
@@ -108,15 +125,18 @@ def _gru_fwd_kernel(
         w_z = load_wt_tile(w, H, 1, ks, cols)
         w_n = load_wt_tile(w, H, 2, ks, cols)
         h = tl.load(h_buf + (S0 % 2) * B * H + off, mask=mask, other=0.0, cache_modifier=".cg")
+        x_next = _gru_gx(gx, time_index(S0, T, REVERSE), B, H, rows, cols)  # step S0's input gates
         for s in range(S0, S0 + STEPS):
             t = time_index(s, T, REVERSE)
+            t_load = time_index(load_step(s, T - 1, 1, PREFETCH), T, REVERSE)  # issued before the barrier
+            x, x_next = prefetched(x_next, _gru_gx(gx, t_load, B, H, rows, cols), PREFETCH)
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
             hk = tl.load(h_buf + (s % 2) * B * H + k_off, mask=k_mask, other=0.0, cache_modifier=".cg").to(dt)
             acc_r = dot(hk, w_r, None, PRECISION, UPCAST)
             acc_z = dot(hk, w_z, None, PRECISION, UPCAST)
             acc_n = dot(hk, w_n, None, PRECISION, UPCAST)
             h = _gru_fwd_cell(
-                gx, b, out, saved, t, B, H, rows, cols, acc_r, acc_z, acc_n, h, valid, HAS_BIAS, SAVE
+                x, b, out, saved, t, B, H, rows, cols, acc_r, acc_z, acc_n, h, valid, HAS_BIAS, SAVE
             )
             tl.store(h_buf + ((s + 1) % 2) * B * H + off, h, mask=mask)
             step_sync(counter, (s + 1) * tl.num_programs(1), SYNC)  # h_t complete before step s + 1 reads it
@@ -147,40 +167,56 @@ def _gru_fwd_kernel(
                     acc_n = dot(hk, load_wt_tile(w, H, 2, ks, cols), acc_n, PRECISION, UPCAST)
                 off, mask = state_tile(rows, row_mask, cols, H)
                 h_prev = tl.load(h_read + off, mask=mask, other=0.0, cache_modifier=".cg")
+                x = _gru_gx(gx, t, B, H, rows, cols)
                 h = _gru_fwd_cell(
-                    gx, b, out, saved, t, B, H, rows, cols, acc_r, acc_z, acc_n, h_prev, valid, HAS_BIAS, SAVE
+                    x, b, out, saved, t, B, H, rows, cols, acc_r, acc_z, acc_n, h_prev, valid, HAS_BIAS, SAVE
                 )
                 tl.store(h_write + off, h, mask=mask)
             step_sync(counter, (s + 1) * tl.num_programs(1), SYNC)  # h_t complete before step s + 1 reads it
 
 
 @triton.jit
-def _gru_bwd_cell(
-    saved, out, h0, lengths, d_out, d_saved, t, t_prev, has_prev, B, H, rows, cols, dh, valid,
-    HAS_LENGTHS: tl.constexpr,
-):  # fmt: skip
-    """Gate gradients of one tile at time t from dh carried in from step t+1 (without d_out[t]).
-    Stores [d gx_r, d gx_z, d gx_n, d gh_n][t] in the slots of [gh_n, z, n, r][t] (``d_saved`` may be
-    ``saved`` itself: each stored gradient is computed from the value its slot held, so that value has
-    been read, by whichever thread, before the store). Returns the fp32 hidden-side gate gradients and the
-    part of dh_{t-1} that bypasses W (z * dh, or all of dh on a frozen step)."""
+def _gru_bwd_load(
+    saved, out, h0, lengths, d_out, s, T, B, H, rows, cols, REVERSE: tl.constexpr, HAS_LENGTHS: tl.constexpr
+):
+    """What processing step s's gate gradients need, in the stored dtype: d_out[t] (zeros when ``d_out`` is
+    None), the saved gh_n, z, n, r at its time t, and h_{t-1}: ``out`` of the step processed before, if
+    there was one and it was valid, h0 otherwise."""
     row_mask = rows < B
     mask = row_mask[:, None] & (cols < H)[None, :]
+    t = time_index(s, T, REVERSE)
     row = t.to(tl.int64) * B + rows[:, None]
-    s_off = row * H + cols[None, :]
     v_off = row * 4 * H + cols[None, :]
+    dy = tl.zeros(mask.shape, tl.float32)  # a constant the compiler folds away (also where carried)
     if d_out is not None:  # None (a compile-time constant) when only the final state took a gradient
-        dh = dh + tl.where(valid, tl.load(d_out + s_off, mask=mask, other=0.0).to(tl.float32), 0.0)
-    gh_n = tl.load(saved + v_off, mask=mask, other=0.0).to(tl.float32)
-    z = tl.load(saved + v_off + H, mask=mask, other=0.0).to(tl.float32)
-    n = tl.load(saved + v_off + 2 * H, mask=mask, other=0.0).to(tl.float32)
-    r = tl.load(saved + v_off + 3 * H, mask=mask, other=0.0).to(tl.float32)
-    # h_{t-1}: out of the step processed before, if there was one and it was valid; h0 otherwise.
+        dy = tl.load(d_out + row * H + cols[None, :], mask=mask, other=0.0)
+    gh_n = tl.load(saved + v_off, mask=mask, other=0.0)
+    z = tl.load(saved + v_off + H, mask=mask, other=0.0)
+    n = tl.load(saved + v_off + 2 * H, mask=mask, other=0.0)
+    r = tl.load(saved + v_off + 3 * H, mask=mask, other=0.0)
+    t_prev = time_index(tl.maximum(s - 1, 0), T, REVERSE)  # in bounds; unused when s == 0
     prev_valid = step_validity(lengths, rows, row_mask, t_prev, HAS_LENGTHS)
     prev_off = (t_prev.to(tl.int64) * B + rows[:, None]) * H + cols[None, :]
-    h_first = tl.load(h0 + rows[:, None] * H + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-    h_prev = tl.where(prev_valid, tl.load(out + prev_off, mask=mask, other=0.0).to(tl.float32), h_first)
-    h_prev = tl.where(has_prev, h_prev, h_first)
+    h_first = tl.load(h0 + rows[:, None] * H + cols[None, :], mask=mask, other=0.0)
+    h_prev = tl.where(prev_valid, tl.load(out + prev_off, mask=mask, other=0.0), h_first)
+    h_prev = tl.where(s > 0, h_prev, h_first)
+    return dy, gh_n, z, n, r, h_prev
+
+
+@triton.jit
+def _gru_bwd_cell(loaded, d_out, d_saved, t, B, H, rows, cols, dh, valid):
+    """Gate gradients of one tile at time t from ``loaded`` (``_gru_bwd_load``) and dh carried in from step
+    t+1 (without d_out[t]). Stores [d gx_r, d gx_z, d gx_n, d gh_n][t] in the slots of [gh_n, z, n, r][t]
+    (``d_saved`` may be ``saved`` itself: each stored gradient is computed from the value its slot held,
+    so that value has been read, by whichever thread, before the store). Returns the fp32 hidden-side gate
+    gradients and the part of dh_{t-1} that bypasses W (z * dh, or all of dh on a frozen step)."""
+    mask = (rows < B)[:, None] & (cols < H)[None, :]
+    v_off = (t.to(tl.int64) * B + rows[:, None]) * 4 * H + cols[None, :]
+    dy, gh_n, z, n, r, h_prev = loaded
+    if d_out is not None:
+        dh = dh + tl.where(valid, dy.to(tl.float32), 0.0)
+    gh_n, z, n, r = gh_n.to(tl.float32), z.to(tl.float32), n.to(tl.float32), r.to(tl.float32)
+    h_prev = h_prev.to(tl.float32)
     k_n = (1.0 - z) * (1.0 - n * n)
     d_r = tl.where(valid, dh * k_n * gh_n * r * (1.0 - r), 0.0)
     d_z = tl.where(valid, dh * (h_prev - n) * z * (1.0 - z), 0.0)
@@ -200,10 +236,13 @@ def _gru_bwd_kernel(
     w, saved, out, h0, lengths, d_out, d_saved, dh_buf, T, B, H, counter, S0, STEPS,
     SYNC: tl.constexpr, PHASE1: tl.constexpr, PHASE2: tl.constexpr,
     HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, ON_CHIP: tl.constexpr, RESIDENT: tl.constexpr,
+    PREFETCH: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
     UPCAST: tl.constexpr,
 ):  # fmt: skip
-    # dh_buf (B, H) fp32: d h_n in, dh0 out. Processing steps run s = T-1 .. 0.
+    # dh_buf (B, H) fp32: d h_n in, dh0 out. Processing steps run s = T-1 .. 0. PREFETCH (resident
+    # path): step s - 1's saved values are loaded while step s computes (on chip the compiler already
+    # pipelines those loads, through shared memory).
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     row_mask = rows < B
     dt = w.dtype.element_ty
@@ -214,15 +253,12 @@ def _gru_bwd_kernel(
         w_z = load_w_tile(w, H, 1, cols, cols)
         w_n = load_w_tile(w, H, 2, cols, cols)
         dh = tl.load(dh_buf + off, mask=mask, other=0.0)
-        for r in range(T):
+        for r in range(T):  # (its loads are pipelined by the compiler: no PREFETCH here)
             s = T - 1 - r
             t = time_index(s, T, REVERSE)
-            t_prev = time_index(tl.maximum(s - 1, 0), T, REVERSE)  # in bounds; unused when s == 0
+            v = _gru_bwd_load(saved, out, h0, lengths, d_out, s, T, B, H, rows, cols, REVERSE, HAS_LENGTHS)
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
-            d_r, d_z, d_hn, dh = _gru_bwd_cell(
-                saved, out, h0, lengths, d_out, d_saved, t, t_prev, s > 0, B, H, rows, cols, dh, valid,
-                HAS_LENGTHS,
-            )  # fmt: skip
+            d_r, d_z, d_hn, dh = _gru_bwd_cell(v, d_out, d_saved, t, B, H, rows, cols, dh, valid)
             dh = dot(d_r.to(dt), w_r, dh, PRECISION, UPCAST)
             dh = dot(d_z.to(dt), w_z, dh, PRECISION, UPCAST)
             dh = dot(d_hn.to(dt), w_n, dh, PRECISION, UPCAST)
@@ -238,16 +274,20 @@ def _gru_bwd_kernel(
         w_z = load_w_tile(w, H, 1, ks, cols)
         w_n = load_w_tile(w, H, 2, ks, cols)
         dh = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
+        v_next = _gru_bwd_load(
+            saved, out, h0, lengths, d_out, T - 1 - S0, T, B, H, rows, cols, REVERSE, HAS_LENGTHS
+        )
         for r in range(S0, S0 + STEPS):
             s = T - 1 - r
             t = time_index(s, T, REVERSE)
-            t_prev = time_index(tl.maximum(s - 1, 0), T, REVERSE)
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
             if PHASE1:  # gate gradients of this tile to global memory; dh becomes the bypass of dh_{t-1}
-                _, _, _, dh = _gru_bwd_cell(
-                    saved, out, h0, lengths, d_out, d_saved, t, t_prev, s > 0, B, H, rows, cols, dh,
-                    valid, HAS_LENGTHS,
-                )  # fmt: skip
+                s_load = load_step(s, 0, -1, PREFETCH)  # the next step's loads, in flight through the barrier
+                loaded = _gru_bwd_load(
+                    saved, out, h0, lengths, d_out, s_load, T, B, H, rows, cols, REVERSE, HAS_LENGTHS
+                )
+                v, v_next = prefetched(v_next, loaded, PREFETCH)
+                _, _, _, dh = _gru_bwd_cell(v, d_out, d_saved, t, B, H, rows, cols, dh, valid)
             step_sync(counter, (r + 1) * tl.num_programs(1), SYNC)  # all gate gradients of t written
             if PHASE2:  # dh_{t-1} = bypass + [d_r, d_z, d gh_n] (B, 3H) @ W_hh (3H, this tile)
                 k_off = (t.to(tl.int64) * B + rows[:, None]) * 4 * H + ks[None, :]
@@ -265,17 +305,16 @@ def _gru_bwd_kernel(
         for r in range(S0, S0 + STEPS):
             s = T - 1 - r
             t = time_index(s, T, REVERSE)
-            t_prev = time_index(tl.maximum(s - 1, 0), T, REVERSE)
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
             if PHASE1:  # this program's columns: gate gradients to global memory; dh_buf keeps the bypass
                 for n0 in range(n_first, H, n_step):
                     cols = n0 + offs_n
                     off, mask = state_tile(rows, row_mask, cols, H)
                     dh = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
-                    _, _, _, dh_bypass = _gru_bwd_cell(
-                        saved, out, h0, lengths, d_out, d_saved, t, t_prev, s > 0, B, H, rows, cols, dh,
-                        valid, HAS_LENGTHS,
-                    )  # fmt: skip
+                    v = _gru_bwd_load(
+                        saved, out, h0, lengths, d_out, s, T, B, H, rows, cols, REVERSE, HAS_LENGTHS
+                    )
+                    _, _, _, dh_bypass = _gru_bwd_cell(v, d_out, d_saved, t, B, H, rows, cols, dh, valid)
                     tl.store(dh_buf + off, dh_bypass, mask=mask)
             step_sync(counter, (r + 1) * tl.num_programs(1), SYNC)  # all gate gradients of t written
             # dh_{t-1} = bypass + [d_r, d_z, d gh_n] (B, 3H) @ W_hh (3H, H), this program's columns

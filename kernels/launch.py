@@ -3,8 +3,9 @@ and the launch loop (``run``): one launch for all T steps, or one per step where
 each other (the interpreter). Design in experiments/kernels/README.md.
 
 Three paths, chosen by size:
-- on chip: W_hh fits one program's registers (G * BH^2 <= ON_CHIP_ELEMENTS, BH = H padded to a power of two
-  >= 16); one program per 16 batch rows, state in registers, no communication.
+- on chip: W_hh fits one program's shared memory (G * BH^2 * itemsize <= ON_CHIP_BYTES, BH = H padded to a
+  power of two >= 16); one program per 16 batch rows, state in registers, no communication. Where the
+  device has less shared memory than the compiled kernel needs, the launch falls back to the split path.
 - split, resident: the H output columns of a batch tile are dealt to up to one program per SM, each owning
   one column tile whose slice of W_hh (and its state) stays in registers for the launch; the programs of a
   batch tile meet at a grid barrier every step (``device.step_sync``).
@@ -28,11 +29,16 @@ BLOCK_B = 16  # batch rows per program on chip; tl.dot needs M >= 16, so smaller
 # GRU stays at 16: its backward with 64-row tiles gave wrong gradients on an H100 (B=37, H=200, fp16;
 # experiments/kernels/README.md, "known problems") while 16-row tiles passed every GPU test.
 MAX_BLOCK_B = {1: 64, 3: 16, 4: 64}
-ON_CHIP_ELEMENTS = 16384  # G * BH^2 bound for keeping W_hh on chip: LSTM to H=64, GRU to 64, RNN to 128
+# G * BH^2 * itemsize bound for keeping W_hh on chip. The compiler keeps the loop-invariant dot operand W^T
+# in shared memory (ldmatrix every step), so the bound is bytes: fp32 LSTM/GRU to H=64, RNN to 128; bf16/fp16
+# LSTM/GRU to H=128, RNN to 256. Compiled for sm_90 these use no spill slots with 8 warps at H=128 (LSTM
+# bf16: 174 registers; shared memory 136 KB forward, up to 212 KB backward; experiments/kernels/README.md).
+ON_CHIP_BYTES = 131072
 RESIDENT_ELEMENTS = 16384  # G * BH * BLOCK_N bound for a program's slice of W_hh on the split path
 RESIDENT_STATE = 8192  # BLOCK_B * BH bound for the state tile a resident program reads whole each step
 TILE_NS = (16, 32, 64)  # tiled path: output columns per tile, the smallest that keeps the grid on the SMs
 INTERPRETER_SMS = 4  # programs per batch tile under the interpreter: enough to exercise the split path
+_NO_ROOM: set = set()  # (kernel, device, meta) of on-chip launches the device refused: use their fallback
 
 
 @dataclass(frozen=True)
@@ -45,11 +51,15 @@ class Plan:
     batch tile then meet at a grid barrier (``sync``: one launch for all T steps, possible on a GPU because
     the grid is sized to fit the SMs at once), or, under the interpreter (which runs programs one after
     another) or with RNNLAB_GRID_SYNC=0, each step is its own launch (the launch boundary is the barrier).
+    ``fallback``: the split plan ``run`` launches instead when the on-chip kernel needs more shared memory
+    than the device has (Triton refuses it with OutOfResources before it starts; an H100 has 227 KB a
+    program, an A100 163 KB, most consumer cards 99 KB).
     """
 
     grid: tuple[int, int]
     meta: dict
     sync: bool
+    fallback: Plan | None = None
 
     @property
     def one_launch(self) -> bool:
@@ -67,23 +77,49 @@ def resident_allowed() -> bool:
     return os.environ.get("RNNLAB_RESIDENT", "1") != "0"
 
 
+def on_chip_bytes() -> int:
+    """ON_CHIP_BYTES, or RNNLAB_ON_CHIP_BYTES for comparisons (65536 gives the earlier bound: bf16/fp16
+    LSTM and GRU on chip only to H=64)."""
+    spec = os.environ.get("RNNLAB_ON_CHIP_BYTES")
+    if not spec:
+        return ON_CHIP_BYTES
+    try:
+        return int(spec)
+    except ValueError:
+        raise ValueError(f"RNNLAB_ON_CHIP_BYTES must be an integer number of bytes, got {spec!r}") from None
+
+
+def prefetch_allowed() -> bool:
+    """A switch for comparisons: RNNLAB_PREFETCH=0 loads each step's inputs (gx forward; the saved gates,
+    states and output gradient backward) in that step instead of one step ahead (on chip and resident)."""
+    return os.environ.get("RNNLAB_PREFETCH", "1") != "0"
+
+
 def grid_sync_allowed() -> bool:
     """A switch for debugging: RNNLAB_GRID_SYNC=0 launches the split path step by step instead."""
     return not common.interpreted() and os.environ.get("RNNLAB_GRID_SYNC", "1") != "0"
 
 
 def plan(
-    gates: int, hidden: int, batch: int, dtype: torch.dtype, device: torch.device, block_h: int = 0
+    gates: int,
+    hidden: int,
+    batch: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    block_h: int = 0,
+    allow_on_chip: bool = True,
 ) -> Plan:
     """The launch plan of a cell with ``gates`` gates of width ``hidden`` over ``batch`` rows.
 
     ``block_h`` > 0 forces square tiles of that size (a power of two >= 16; tests use it to run the tiled
-    path at small H); the on-chip path is taken when one tile covers H.
+    path at small H); the on-chip path is taken when one tile covers H. ``allow_on_chip=False``: the split
+    path even where W_hh would fit on chip (the fallback of an on-chip plan).
     """
     padded = max(16, common.triton_next_power_of_2(hidden))
     if block_h and (block_h < 16 or block_h & (block_h - 1)):
         raise ValueError(f"block_h must be a power of two >= 16, got {block_h}")
-    on_chip = block_h >= padded if block_h else gates * padded * padded <= ON_CHIP_ELEMENTS
+    fits = gates * padded * padded * dtype.itemsize <= on_chip_bytes()
+    on_chip = block_h >= padded if block_h else allow_on_chip and fits
     if on_chip:
         block_b, block_n, block_k, n_progs = BLOCK_B, padded, padded, 1
         b_tiles = -(-batch // block_b)
@@ -116,6 +152,7 @@ def plan(
     meta = dict(
         ON_CHIP=on_chip,
         RESIDENT=resident,
+        PREFETCH=prefetch_allowed(),
         BLOCK_B=block_b,
         BLOCK_N=block_n,
         BLOCK_K=block_k,
@@ -126,7 +163,10 @@ def plan(
         meta["num_warps"] = 8 if gates * block_n * block_k > 8192 else 4
     else:
         meta.update({**tiles, "BLOCK_K": block_k})
-    return Plan((b_tiles, n_progs), meta, sync=n_progs > 1 and grid_sync_allowed())
+    fallback = None
+    if on_chip and not block_h:
+        fallback = plan(gates, hidden, batch, dtype, device, allow_on_chip=False)
+    return Plan((b_tiles, n_progs), meta, sync=n_progs > 1 and grid_sync_allowed(), fallback=fallback)
 
 
 def _streamed_tiles(block_b: int, dtype: torch.dtype) -> dict:
@@ -158,12 +198,24 @@ def run(kernel, plan: Plan, steps: int, args: tuple, phased: bool = False, **con
     """Run ``kernel[grid](*args, counter, S0, STEPS, **constexprs, **meta)`` over all ``steps``.
 
     ``phased`` (the backward kernels): a step has two phases with a barrier between them, so a step-by-step
-    launch runs PHASE1 and PHASE2 as two launches."""
+    launch runs PHASE1 and PHASE2 as two launches. An on-chip kernel the device has no room for runs as
+    ``plan.fallback`` (remembered, so later calls go there directly)."""
     grid, meta = plan.grid, plan.meta
     if plan.one_launch:
+        refused = (kernel, args[0].device, tuple(sorted(meta.items())))
+        if plan.fallback is not None and refused in _NO_ROOM:
+            return run(kernel, plan.fallback, steps, args, phased, **constexprs)
         counter = torch.zeros(grid[0], dtype=torch.int32, device=args[0].device) if plan.sync else None
         phases = dict(PHASE1=True, PHASE2=True) if phased else {}
-        kernel[grid](*args, counter, 0, steps, SYNC=plan.sync, **phases, **constexprs, **meta)
+        try:
+            kernel[grid](*args, counter, 0, steps, SYNC=plan.sync, **phases, **constexprs, **meta)
+        except Exception as err:
+            from triton.runtime.errors import OutOfResources  # raised before the kernel starts
+
+            if plan.fallback is None or not isinstance(err, OutOfResources):
+                raise
+            _NO_ROOM.add(refused)
+            run(kernel, plan.fallback, steps, args, phased, **constexprs)
         return
     halves = (dict(PHASE1=True, PHASE2=False), dict(PHASE1=False, PHASE2=True)) if phased else ({},)
     for s in range(steps):

@@ -23,8 +23,10 @@ from torch import Tensor
 from . import common, launch
 from .device import (
     dot,
+    load_step,
     load_w_tile,
     load_wt_tile,
+    prefetched,
     sigmoid,
     state_tile,
     step_sync,
@@ -35,20 +37,33 @@ from .device import (
 
 
 @triton.jit
+def _lstm_gx(gx, t, B, H, rows, cols):
+    """The input gates gx[t] (i, f, g, o) of one (BLOCK_B, BLOCK_N) tile, in gx's dtype (zero past B, H)."""
+    mask = (rows < B)[:, None] & (cols < H)[None, :]
+    g_off = (t.to(tl.int64) * B + rows[:, None]) * 4 * H + cols[None, :]
+    x_i = tl.load(gx + g_off, mask=mask, other=0.0)
+    x_f = tl.load(gx + g_off + H, mask=mask, other=0.0)
+    x_g = tl.load(gx + g_off + 2 * H, mask=mask, other=0.0)
+    x_o = tl.load(gx + g_off + 3 * H, mask=mask, other=0.0)
+    return x_i, x_f, x_g, x_o
+
+
+@triton.jit
 def _lstm_fwd_cell(
-    gx, out, gates, cells, t, B, H, rows, cols, acc_i, acc_f, acc_g, acc_o, h_prev, c_prev, valid,
+    x, out, gates, cells, t, B, H, rows, cols, acc_i, acc_f, acc_g, acc_o, h_prev, c_prev, valid,
     SAVE: tl.constexpr,
 ):  # fmt: skip
-    """Gate math of one (BLOCK_B, BLOCK_N) tile at time t, given h_{t-1} @ W^T per gate; stores out[t]
-    (and the gates and c_t when SAVE). Returns the new fp32 (h, c), frozen where the step is not valid."""
+    """Gate math of one (BLOCK_B, BLOCK_N) tile at time t, given its input gates ``x`` (``_lstm_gx``) and
+    h_{t-1} @ W^T per gate; stores out[t] (and the gates and c_t when SAVE). Returns the new fp32 (h, c),
+    frozen where the step is not valid."""
     mask = (rows < B)[:, None] & (cols < H)[None, :]
     row = t.to(tl.int64) * B + rows[:, None]  # (BLOCK_B, 1) index of (t, b)
     g_off = row * 4 * H + cols[None, :]
     s_off = row * H + cols[None, :]
-    i = sigmoid(acc_i + tl.load(gx + g_off, mask=mask, other=0.0).to(tl.float32))
-    f = sigmoid(acc_f + tl.load(gx + g_off + H, mask=mask, other=0.0).to(tl.float32))
-    g = tanh(acc_g + tl.load(gx + g_off + 2 * H, mask=mask, other=0.0).to(tl.float32))
-    o = sigmoid(acc_o + tl.load(gx + g_off + 3 * H, mask=mask, other=0.0).to(tl.float32))
+    i = sigmoid(acc_i + x[0].to(tl.float32))
+    f = sigmoid(acc_f + x[1].to(tl.float32))
+    g = tanh(acc_g + x[2].to(tl.float32))
+    o = sigmoid(acc_o + x[3].to(tl.float32))
     c = tl.where(valid, f * c_prev + i * g, c_prev)
     h = tl.where(valid, o * tanh(c), h_prev)
     tl.store(out + s_off, tl.where(valid, h, 0.0).to(out.dtype.element_ty), mask=mask)
@@ -66,12 +81,13 @@ def _lstm_fwd_cell(
 def _lstm_fwd_kernel(
     gx, w, lengths, out, gates, cells, h_buf, c_buf, T, B, H, counter, S0, STEPS,
     SYNC: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, SAVE: tl.constexpr,
-    ON_CHIP: tl.constexpr, RESIDENT: tl.constexpr,
+    ON_CHIP: tl.constexpr, RESIDENT: tl.constexpr, PREFETCH: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
     UPCAST: tl.constexpr,
 ):  # fmt: skip
     # h_buf (2, B, H) fp32: h0 in slot 0; step s reads slot s % 2 and writes the other (tiled path), the
     # final h lands in slot T % 2. c_buf (B, H) fp32: c0 in, c_T out, updated in place tile by tile.
+    # PREFETCH (on chip, resident): step s + 1's input gates are loaded while step s computes.
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     row_mask = rows < B
     dt = w.dtype.element_ty
@@ -85,8 +101,11 @@ def _lstm_fwd_kernel(
         w_o = load_wt_tile(w, H, 3, cols, cols)
         h = tl.load(h_buf + off, mask=mask, other=0.0)
         c = tl.load(c_buf + off, mask=mask, other=0.0)
+        x_next = _lstm_gx(gx, time_index(0, T, REVERSE), B, H, rows, cols)  # step 0's input gates
         for s in range(T):
             t = time_index(s, T, REVERSE)
+            t_load = time_index(load_step(s, T - 1, 1, PREFETCH), T, REVERSE)
+            x, x_next = prefetched(x_next, _lstm_gx(gx, t_load, B, H, rows, cols), PREFETCH)
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
             hd = h.to(dt)
             acc_i = dot(hd, w_i, None, PRECISION, UPCAST)
@@ -94,7 +113,7 @@ def _lstm_fwd_kernel(
             acc_g = dot(hd, w_g, None, PRECISION, UPCAST)
             acc_o = dot(hd, w_o, None, PRECISION, UPCAST)
             h, c = _lstm_fwd_cell(
-                gx, out, gates, cells, t, B, H, rows, cols, acc_i, acc_f, acc_g, acc_o, h, c, valid, SAVE
+                x, out, gates, cells, t, B, H, rows, cols, acc_i, acc_f, acc_g, acc_o, h, c, valid, SAVE
             )
         tl.store(h_buf + (T % 2) * B * H + off, h, mask=mask)
         tl.store(c_buf + off, c, mask=mask)
@@ -111,8 +130,11 @@ def _lstm_fwd_kernel(
         w_o = load_wt_tile(w, H, 3, ks, cols)
         h = tl.load(h_buf + (S0 % 2) * B * H + off, mask=mask, other=0.0, cache_modifier=".cg")
         c = tl.load(c_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
+        x_next = _lstm_gx(gx, time_index(S0, T, REVERSE), B, H, rows, cols)  # step S0's input gates
         for s in range(S0, S0 + STEPS):
             t = time_index(s, T, REVERSE)
+            t_load = time_index(load_step(s, T - 1, 1, PREFETCH), T, REVERSE)  # issued before the barrier
+            x, x_next = prefetched(x_next, _lstm_gx(gx, t_load, B, H, rows, cols), PREFETCH)
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
             hk = tl.load(h_buf + (s % 2) * B * H + k_off, mask=k_mask, other=0.0, cache_modifier=".cg").to(dt)
             acc_i = dot(hk, w_i, None, PRECISION, UPCAST)
@@ -120,7 +142,7 @@ def _lstm_fwd_kernel(
             acc_g = dot(hk, w_g, None, PRECISION, UPCAST)
             acc_o = dot(hk, w_o, None, PRECISION, UPCAST)
             h, c = _lstm_fwd_cell(
-                gx, out, gates, cells, t, B, H, rows, cols, acc_i, acc_f, acc_g, acc_o, h, c, valid, SAVE
+                x, out, gates, cells, t, B, H, rows, cols, acc_i, acc_f, acc_g, acc_o, h, c, valid, SAVE
             )
             tl.store(h_buf + ((s + 1) % 2) * B * H + off, h, mask=mask)
             step_sync(counter, (s + 1) * tl.num_programs(1), SYNC)  # h_t complete before step s + 1 reads it
@@ -157,8 +179,9 @@ def _lstm_fwd_kernel(
                 off, mask = state_tile(rows, row_mask, cols, H)
                 h_prev = tl.load(h_read + off, mask=mask, other=0.0, cache_modifier=".cg")
                 c_prev = tl.load(c_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
+                x = _lstm_gx(gx, t, B, H, rows, cols)
                 h, c = _lstm_fwd_cell(
-                    gx, out, gates, cells, t, B, H, rows, cols, acc_i, acc_f, acc_g, acc_o, h_prev, c_prev,
+                    x, out, gates, cells, t, B, H, rows, cols, acc_i, acc_f, acc_g, acc_o, h_prev, c_prev,
                     valid, SAVE,
                 )  # fmt: skip
                 tl.store(h_write + off, h, mask=mask)
@@ -167,29 +190,45 @@ def _lstm_fwd_kernel(
 
 
 @triton.jit
-def _lstm_bwd_cell(
-    gates, cells, c0, d_out, d_gates, t, t_prev, has_prev, B, H, rows, cols, dh, dc, valid,
-):  # fmt: skip
-    """Gate gradients of one tile at time t from dh (without d_out[t]) and dc carried in from step t+1.
-    Stores dG[t]; returns the fp32 gate gradients, the part of dh_{t-1} that bypasses W (frozen steps)
-    and dc_{t-1}. ``d_gates`` may be ``gates`` itself: each gradient is computed from the saved value in its
-    own slot (d_i from i, d_f from f, d_g from g, d_o from o), so that value has been read, by whichever
-    thread, before the store overwrites it."""
+def _lstm_bwd_load(gates, cells, c0, d_out, s, T, B, H, rows, cols, REVERSE: tl.constexpr):
+    """What processing step s's gate gradients need, in the stored dtypes: d_out[t] (0.0 when ``d_out`` is
+    None), the saved gates i, f, g, o and c_t at its time t, and c_{t-1} (c0 on the first step)."""
     mask = (rows < B)[:, None] & (cols < H)[None, :]
+    t = time_index(s, T, REVERSE)
+    t_prev = time_index(tl.maximum(s - 1, 0), T, REVERSE)  # in bounds; unused when s == 0
     row = t.to(tl.int64) * B + rows[:, None]
     g_off = row * 4 * H + cols[None, :]
     s_off = row * H + cols[None, :]
-    prev_off = (t_prev.to(tl.int64) * B + rows[:, None]) * H + cols[None, :]
+    dy = tl.zeros(mask.shape, tl.float32)  # a constant the compiler folds away (also where carried)
     if d_out is not None:  # None (a compile-time constant) when only the final state took a gradient
-        dh = dh + tl.where(valid, tl.load(d_out + s_off, mask=mask, other=0.0).to(tl.float32), 0.0)
-    i = tl.load(gates + g_off, mask=mask, other=0.0).to(tl.float32)
-    f = tl.load(gates + g_off + H, mask=mask, other=0.0).to(tl.float32)
-    g = tl.load(gates + g_off + 2 * H, mask=mask, other=0.0).to(tl.float32)
-    o = tl.load(gates + g_off + 3 * H, mask=mask, other=0.0).to(tl.float32)
-    tanh_c = tanh(tl.load(cells + s_off, mask=mask, other=0.0).to(tl.float32))
-    c_prev = tl.load(cells + prev_off, mask=mask, other=0.0).to(tl.float32)
-    c_first = tl.load(c0 + rows[:, None] * H + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-    c_prev = tl.where(has_prev, c_prev, c_first)  # the first processed step starts from c0
+        dy = tl.load(d_out + s_off, mask=mask, other=0.0)
+    i = tl.load(gates + g_off, mask=mask, other=0.0)
+    f = tl.load(gates + g_off + H, mask=mask, other=0.0)
+    g = tl.load(gates + g_off + 2 * H, mask=mask, other=0.0)
+    o = tl.load(gates + g_off + 3 * H, mask=mask, other=0.0)
+    c = tl.load(cells + s_off, mask=mask, other=0.0)
+    prev_off = (t_prev.to(tl.int64) * B + rows[:, None]) * H + cols[None, :]
+    c_prev = tl.load(cells + prev_off, mask=mask, other=0.0)
+    c_first = tl.load(c0 + rows[:, None] * H + cols[None, :], mask=mask, other=0.0)
+    c_prev = tl.where(s > 0, c_prev, c_first)  # the first processed step starts from c0
+    return dy, i, f, g, o, c, c_prev
+
+
+@triton.jit
+def _lstm_bwd_cell(loaded, d_out, d_gates, t, B, H, rows, cols, dh, dc, valid):
+    """Gate gradients of one tile at time t from ``loaded`` (``_lstm_bwd_load``), dh (without d_out[t]) and
+    dc carried in from step t+1. Stores dG[t]; returns the fp32 gate gradients, the part of dh_{t-1} that
+    bypasses W (frozen steps) and dc_{t-1}. ``d_gates`` may be ``gates`` itself: each gradient is computed
+    from the saved value in its own slot (d_i from i, d_f from f, d_g from g, d_o from o), so that value has
+    been read, by whichever thread, before the store overwrites it."""
+    mask = (rows < B)[:, None] & (cols < H)[None, :]
+    g_off = (t.to(tl.int64) * B + rows[:, None]) * 4 * H + cols[None, :]
+    dy, i, f, g, o, c, c_prev = loaded
+    if d_out is not None:
+        dh = dh + tl.where(valid, dy.to(tl.float32), 0.0)
+    i, f, g, o = i.to(tl.float32), f.to(tl.float32), g.to(tl.float32), o.to(tl.float32)
+    tanh_c = tanh(c.to(tl.float32))
+    c_prev = c_prev.to(tl.float32)
     dc = tl.where(valid, dc + dh * o * (1.0 - tanh_c * tanh_c), dc)
     d_i = tl.where(valid, dc * g * i * (1.0 - i), 0.0)
     d_f = tl.where(valid, dc * c_prev * f * (1.0 - f), 0.0)
@@ -210,10 +249,13 @@ def _lstm_bwd_kernel(
     w, gates, cells, c0, lengths, d_out, d_gates, dh_buf, dc_buf, T, B, H, counter, S0, STEPS,
     SYNC: tl.constexpr, PHASE1: tl.constexpr, PHASE2: tl.constexpr,
     HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, ON_CHIP: tl.constexpr, RESIDENT: tl.constexpr,
+    PREFETCH: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
     UPCAST: tl.constexpr,
 ):  # fmt: skip
     # dh_buf, dc_buf (B, H) fp32: d h_n, d c_n in; dh0, dc0 out. Processing steps run s = T-1 .. 0.
+    # PREFETCH (resident path): step s - 1's saved values are loaded while step s computes (on chip the
+    # compiler already pipelines those loads, through shared memory).
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     row_mask = rows < B
     dt = w.dtype.element_ty
@@ -226,13 +268,13 @@ def _lstm_bwd_kernel(
         w_o = load_w_tile(w, H, 3, cols, cols)
         dh = tl.load(dh_buf + off, mask=mask, other=0.0)
         dc = tl.load(dc_buf + off, mask=mask, other=0.0)
-        for r in range(T):
+        for r in range(T):  # (its loads are pipelined by the compiler: no PREFETCH here)
             s = T - 1 - r
             t = time_index(s, T, REVERSE)
-            t_prev = time_index(tl.maximum(s - 1, 0), T, REVERSE)  # in bounds; unused when s == 0
+            saved = _lstm_bwd_load(gates, cells, c0, d_out, s, T, B, H, rows, cols, REVERSE)
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
             d_i, d_f, d_g, d_o, dh, dc = _lstm_bwd_cell(
-                gates, cells, c0, d_out, d_gates, t, t_prev, s > 0, B, H, rows, cols, dh, dc, valid
+                saved, d_out, d_gates, t, B, H, rows, cols, dh, dc, valid
             )
             dh = dot(d_i.to(dt), w_i, dh, PRECISION, UPCAST)
             dh = dot(d_f.to(dt), w_f, dh, PRECISION, UPCAST)
@@ -253,15 +295,16 @@ def _lstm_bwd_kernel(
         w_o = load_w_tile(w, H, 3, ks, cols)
         dh = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
         dc = tl.load(dc_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
+        saved_next = _lstm_bwd_load(gates, cells, c0, d_out, T - 1 - S0, T, B, H, rows, cols, REVERSE)
         for r in range(S0, S0 + STEPS):
             s = T - 1 - r
             t = time_index(s, T, REVERSE)
-            t_prev = time_index(tl.maximum(s - 1, 0), T, REVERSE)  # in bounds; unused when s == 0
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
             if PHASE1:  # dG[t] of this tile to global memory; dh becomes the part of dh_{t-1} bypassing W
-                _, _, _, _, dh, dc = _lstm_bwd_cell(
-                    gates, cells, c0, d_out, d_gates, t, t_prev, s > 0, B, H, rows, cols, dh, dc, valid
-                )
+                s_load = load_step(s, 0, -1, PREFETCH)  # the next step's loads, in flight through the barrier
+                loaded = _lstm_bwd_load(gates, cells, c0, d_out, s_load, T, B, H, rows, cols, REVERSE)
+                saved, saved_next = prefetched(saved_next, loaded, PREFETCH)
+                _, _, _, _, dh, dc = _lstm_bwd_cell(saved, d_out, d_gates, t, B, H, rows, cols, dh, dc, valid)
             step_sync(counter, (r + 1) * tl.num_programs(1), SYNC)  # all of dG[t] written before it is read
             if PHASE2:  # dh_{t-1} = bypass + dG[t] (B, 4H) @ W_hh (4H, this tile)
                 k_off = (t.to(tl.int64) * B + rows[:, None]) * 4 * H + ks[None, :]
@@ -282,7 +325,6 @@ def _lstm_bwd_kernel(
         for r in range(S0, S0 + STEPS):
             s = T - 1 - r
             t = time_index(s, T, REVERSE)
-            t_prev = time_index(tl.maximum(s - 1, 0), T, REVERSE)  # in bounds; unused when s == 0
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
             if PHASE1:  # this program's columns: dG[t] to global memory, dh_buf keeps the bypass of dh_{t-1}
                 for n0 in range(n_first, H, n_step):
@@ -290,8 +332,9 @@ def _lstm_bwd_kernel(
                     off, mask = state_tile(rows, row_mask, cols, H)
                     dh = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
                     dc = tl.load(dc_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
+                    saved = _lstm_bwd_load(gates, cells, c0, d_out, s, T, B, H, rows, cols, REVERSE)
                     _, _, _, _, dh_bypass, dc = _lstm_bwd_cell(
-                        gates, cells, c0, d_out, d_gates, t, t_prev, s > 0, B, H, rows, cols, dh, dc, valid
+                        saved, d_out, d_gates, t, B, H, rows, cols, dh, dc, valid
                     )
                     tl.store(dh_buf + off, dh_bypass, mask=mask)
                     tl.store(dc_buf + off, dc, mask=mask)

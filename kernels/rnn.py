@@ -18,8 +18,10 @@ from .device import (
     activate,
     activation_slope,
     dot,
+    load_step,
     load_w_tile,
     load_wt_tile,
+    prefetched,
     state_tile,
     step_sync,
     step_validity,
@@ -28,11 +30,19 @@ from .device import (
 
 
 @triton.jit
-def _rnn_fwd_cell(gx, out, t, B, H, rows, cols, acc, h_prev, valid, ACT: tl.constexpr):
-    """One (BLOCK_B, BLOCK_N) tile at time t given h_{t-1} @ W^T; stores out[t], returns the fp32 h."""
+def _rnn_gx(gx, t, B, H, rows, cols):
+    """gx[t] of one (BLOCK_B, BLOCK_N) tile, in gx's dtype (zero past B, H)."""
+    mask = (rows < B)[:, None] & (cols < H)[None, :]
+    return tl.load(gx + (t.to(tl.int64) * B + rows[:, None]) * H + cols[None, :], mask=mask, other=0.0)
+
+
+@triton.jit
+def _rnn_fwd_cell(x, out, t, B, H, rows, cols, acc, h_prev, valid, ACT: tl.constexpr):
+    """One (BLOCK_B, BLOCK_N) tile at time t given its gx[t] tile ``x`` and h_{t-1} @ W^T; stores out[t],
+    returns the fp32 h."""
     mask = (rows < B)[:, None] & (cols < H)[None, :]
     off = (t.to(tl.int64) * B + rows[:, None]) * H + cols[None, :]
-    h = activate(acc + tl.load(gx + off, mask=mask, other=0.0).to(tl.float32), ACT)
+    h = activate(acc + x.to(tl.float32), ACT)
     h = tl.where(valid, h, h_prev)
     tl.store(out + off, tl.where(valid, h, 0.0).to(out.dtype.element_ty), mask=mask)
     return h
@@ -43,12 +53,14 @@ def _rnn_fwd_kernel(
     gx, w, lengths, out, h_buf, T, B, H, counter, S0, STEPS,
     SYNC: tl.constexpr,
     ACT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, ON_CHIP: tl.constexpr,
-    RESIDENT: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    RESIDENT: tl.constexpr, PREFETCH: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
     PRECISION: tl.constexpr,
     UPCAST: tl.constexpr,
 ):  # fmt: skip
     # h_buf (2, B, H) fp32: h0 in slot 0; step s reads slot s % 2 and writes the other (tiled path); the
-    # final h lands in slot T % 2.
+    # final h lands in slot T % 2. PREFETCH (on chip, resident): step s + 1's gx is loaded while step s
+    # computes.
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     row_mask = rows < B
     dt = w.dtype.element_ty
@@ -57,11 +69,14 @@ def _rnn_fwd_kernel(
         off, mask = state_tile(rows, row_mask, cols, H)
         w_t = load_wt_tile(w, H, 0, cols, cols)
         h = tl.load(h_buf + off, mask=mask, other=0.0)
+        x_next = _rnn_gx(gx, time_index(0, T, REVERSE), B, H, rows, cols)  # step 0's
         for s in range(T):
             t = time_index(s, T, REVERSE)
+            t_load = time_index(load_step(s, T - 1, 1, PREFETCH), T, REVERSE)
+            x, x_next = prefetched(x_next, _rnn_gx(gx, t_load, B, H, rows, cols), PREFETCH)
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
             acc = dot(h.to(dt), w_t, None, PRECISION, UPCAST)
-            h = _rnn_fwd_cell(gx, out, t, B, H, rows, cols, acc, h, valid, ACT)
+            h = _rnn_fwd_cell(x, out, t, B, H, rows, cols, acc, h, valid, ACT)
         tl.store(h_buf + (T % 2) * B * H + off, h, mask=mask)
     elif RESIDENT:
         # One column tile per program, its (padded H, BLOCK_N) slice of W^T loaded once; this tile's h in
@@ -72,12 +87,15 @@ def _rnn_fwd_kernel(
         k_off, k_mask = state_tile(rows, row_mask, ks, H)
         w_t = load_wt_tile(w, H, 0, ks, cols)
         h = tl.load(h_buf + (S0 % 2) * B * H + off, mask=mask, other=0.0, cache_modifier=".cg")
+        x_next = _rnn_gx(gx, time_index(S0, T, REVERSE), B, H, rows, cols)  # step S0's
         for s in range(S0, S0 + STEPS):
             t = time_index(s, T, REVERSE)
+            t_load = time_index(load_step(s, T - 1, 1, PREFETCH), T, REVERSE)  # issued before the barrier
+            x, x_next = prefetched(x_next, _rnn_gx(gx, t_load, B, H, rows, cols), PREFETCH)
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
             hk = tl.load(h_buf + (s % 2) * B * H + k_off, mask=k_mask, other=0.0, cache_modifier=".cg")
             acc = dot(hk.to(dt), w_t, None, PRECISION, UPCAST)
-            h = _rnn_fwd_cell(gx, out, t, B, H, rows, cols, acc, h, valid, ACT)
+            h = _rnn_fwd_cell(x, out, t, B, H, rows, cols, acc, h, valid, ACT)
             tl.store(h_buf + ((s + 1) % 2) * B * H + off, h, mask=mask)
             step_sync(counter, (s + 1) * tl.num_programs(1), SYNC)  # h_t complete before step s + 1 reads it
     else:
@@ -102,21 +120,35 @@ def _rnn_fwd_kernel(
                     acc = dot(hk.to(dt), load_wt_tile(w, H, 0, ks, cols), acc, PRECISION, UPCAST)
                 off, mask = state_tile(rows, row_mask, cols, H)
                 h_prev = tl.load(h_read + off, mask=mask, other=0.0, cache_modifier=".cg")
-                h = _rnn_fwd_cell(gx, out, t, B, H, rows, cols, acc, h_prev, valid, ACT)
+                x = _rnn_gx(gx, t, B, H, rows, cols)
+                h = _rnn_fwd_cell(x, out, t, B, H, rows, cols, acc, h_prev, valid, ACT)
                 tl.store(h_write + off, h, mask=mask)
             step_sync(counter, (s + 1) * tl.num_programs(1), SYNC)  # h_t complete before step s + 1 reads it
 
 
 @triton.jit
-def _rnn_bwd_cell(out, d_out, d_pre, t, B, H, rows, cols, dh, valid, ACT: tl.constexpr):
-    """Pre-activation gradient of one tile at time t from dh carried in from step t+1 (without d_out[t]).
-    Stores it; returns it (fp32) and the part of dh_{t-1} that bypasses W (all of dh on a frozen step)."""
+def _rnn_bwd_load(out, d_out, t, B, H, rows, cols):
+    """What time t's gradient needs, in the stored dtype: d_out[t] (zeros when ``d_out`` is None) and
+    out[t] (= h_t on a valid step)."""
     mask = (rows < B)[:, None] & (cols < H)[None, :]
     off = (t.to(tl.int64) * B + rows[:, None]) * H + cols[None, :]
+    dy = tl.zeros(mask.shape, tl.float32)  # a constant the compiler folds away (also where carried)
     if d_out is not None:  # None (a compile-time constant) when only the final state took a gradient
-        dh = dh + tl.where(valid, tl.load(d_out + off, mask=mask, other=0.0).to(tl.float32), 0.0)
-    h = tl.load(out + off, mask=mask, other=0.0).to(tl.float32)  # = h_t on a valid step
-    d = tl.where(valid, dh * activation_slope(h, ACT), 0.0)
+        dy = tl.load(d_out + off, mask=mask, other=0.0)
+    return dy, tl.load(out + off, mask=mask, other=0.0)
+
+
+@triton.jit
+def _rnn_bwd_cell(loaded, d_out, d_pre, t, B, H, rows, cols, dh, valid, ACT: tl.constexpr):
+    """Pre-activation gradient of one tile at time t from ``loaded`` (``_rnn_bwd_load``) and dh carried in
+    from step t+1 (without d_out[t]). Stores it; returns it (fp32) and the part of dh_{t-1} that bypasses W
+    (all of dh on a frozen step)."""
+    mask = (rows < B)[:, None] & (cols < H)[None, :]
+    off = (t.to(tl.int64) * B + rows[:, None]) * H + cols[None, :]
+    dy, h = loaded
+    if d_out is not None:
+        dh = dh + tl.where(valid, dy.to(tl.float32), 0.0)
+    d = tl.where(valid, dh * activation_slope(h.to(tl.float32), ACT), 0.0)
     tl.store(d_pre + off, d.to(d_pre.dtype.element_ty), mask=mask)
     return d, tl.where(valid, 0.0, dh)
 
@@ -126,11 +158,14 @@ def _rnn_bwd_kernel(
     w, out, lengths, d_out, d_pre, dh_buf, T, B, H, counter, S0, STEPS,
     SYNC: tl.constexpr, PHASE1: tl.constexpr, PHASE2: tl.constexpr,
     ACT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, ON_CHIP: tl.constexpr,
-    RESIDENT: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    RESIDENT: tl.constexpr, PREFETCH: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
     PRECISION: tl.constexpr,
     UPCAST: tl.constexpr,
 ):  # fmt: skip
-    # dh_buf (B, H) fp32: d h_n in, dh0 out. Processing steps run s = T-1 .. 0.
+    # dh_buf (B, H) fp32: d h_n in, dh0 out. Processing steps run s = T-1 .. 0. PREFETCH (resident
+    # path): step s - 1's values are loaded while step s computes (on chip the compiler already
+    # pipelines those loads, through shared memory).
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     row_mask = rows < B
     dt = w.dtype.element_ty
@@ -139,10 +174,11 @@ def _rnn_bwd_kernel(
         off, mask = state_tile(rows, row_mask, cols, H)
         w_tile = load_w_tile(w, H, 0, cols, cols)
         dh = tl.load(dh_buf + off, mask=mask, other=0.0)
-        for r in range(T):
+        for r in range(T):  # (its loads are pipelined by the compiler: no PREFETCH here)
             t = time_index(T - 1 - r, T, REVERSE)
+            v = _rnn_bwd_load(out, d_out, t, B, H, rows, cols)
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
-            d, dh = _rnn_bwd_cell(out, d_out, d_pre, t, B, H, rows, cols, dh, valid, ACT)
+            d, dh = _rnn_bwd_cell(v, d_out, d_pre, t, B, H, rows, cols, dh, valid, ACT)
             dh = dot(d.to(dt), w_tile, dh, PRECISION, UPCAST)
         tl.store(dh_buf + off, dh, mask=mask)
     elif RESIDENT:
@@ -153,11 +189,15 @@ def _rnn_bwd_kernel(
         k_mask = state_tile(rows, row_mask, ks, H)[1]
         w_tile = load_w_tile(w, H, 0, ks, cols)
         dh = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
+        v_next = _rnn_bwd_load(out, d_out, time_index(T - 1 - S0, T, REVERSE), B, H, rows, cols)
         for r in range(S0, S0 + STEPS):
-            t = time_index(T - 1 - r, T, REVERSE)
+            s = T - 1 - r
+            t = time_index(s, T, REVERSE)
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
             if PHASE1:  # d_pre[t] of this tile to global memory; dh becomes the bypass of dh_{t-1}
-                _, dh = _rnn_bwd_cell(out, d_out, d_pre, t, B, H, rows, cols, dh, valid, ACT)
+                t_load = time_index(load_step(s, 0, -1, PREFETCH), T, REVERSE)  # in flight over the barrier
+                v, v_next = prefetched(v_next, _rnn_bwd_load(out, d_out, t_load, B, H, rows, cols), PREFETCH)
+                _, dh = _rnn_bwd_cell(v, d_out, d_pre, t, B, H, rows, cols, dh, valid, ACT)
             step_sync(counter, (r + 1) * tl.num_programs(1), SYNC)  # all of d_pre[t] written
             if PHASE2:  # dh_{t-1} = bypass + d_pre[t] (B, H) @ W_hh (H, this tile)
                 k_off = (t.to(tl.int64) * B + rows[:, None]) * H + ks[None, :]
@@ -176,7 +216,8 @@ def _rnn_bwd_kernel(
                     cols = n0 + offs_n
                     off, mask = state_tile(rows, row_mask, cols, H)
                     dh = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
-                    _, dh_bypass = _rnn_bwd_cell(out, d_out, d_pre, t, B, H, rows, cols, dh, valid, ACT)
+                    v = _rnn_bwd_load(out, d_out, t, B, H, rows, cols)
+                    _, dh_bypass = _rnn_bwd_cell(v, d_out, d_pre, t, B, H, rows, cols, dh, valid, ACT)
                     tl.store(dh_buf + off, dh_bypass, mask=mask)
             step_sync(counter, (r + 1) * tl.num_programs(1), SYNC)  # all of d_pre[t] written
             if PHASE2:  # dh_{t-1} = bypass + d_pre[t] (B, H) @ W_hh (H, H), this program's columns

@@ -4,13 +4,22 @@ machine code (SASS, from the cubin, addresses and encodings stripped) and its re
     python experiments/kernels/compile_sm90.py > before.txt     # then change the kernels, run again, diff
 
 Identical hashes before and after a change mean the GPU runs the very same instructions (a refactor cannot
-have changed speed); the STACK column counts bytes spilled to local memory. (Triton emits line info, so a
-change that only adds an inlined helper can still move ptxas's register allocation: compare the SASS, not
-the PTX.) Variants: LSTM, GRU, RNN (tanh) x
-forward/backward (and backward without a sequence gradient, d_out=None) x the four paths of
-kernels/launch.py (on chip; split resident; split streamed with 16- and 64-row tiles) x fp32 (TF32) and
-bf16, with lengths and a grid barrier. Uses the installed Triton (its bundled ptxas and cuobjdump); run it
-with another Triton first on PYTHONPATH to check that version.
+have changed speed); the STACK column counts bytes spilled to local memory, SMEM the dynamic shared memory
+a program needs (an H100 gives one at most 227 KB). (Triton emits line info, so a change that only adds an
+inlined helper can still move ptxas's register allocation: compare the SASS, not the PTX.)
+
+    python experiments/kernels/compile_sm90.py --aligned
+
+compiles as the JIT does for the benchmark's rows (B=8 aside): pointers 16-byte aligned and B, H multiples
+of 16, so it vectorizes the state and gate accesses (without --aligned: the code for an odd H, such as 200).
+``--no-prefetch`` compiles the kernels as RNNLAB_PREFETCH=0 runs them; ``--loops`` adds what one pass of
+each kernel's time loop issues (``time_loop``).
+
+Variants: LSTM, GRU, RNN (tanh) x forward/backward (and backward without a sequence gradient, d_out=None) x
+the paths of kernels/launch.py (on chip at BH = 64, and for bf16 also at the largest on-chip BH; split
+resident; split streamed with 16- and 64-row tiles) x fp32 (TF32) and bf16, with lengths and a grid barrier.
+Uses the installed Triton (its bundled ptxas and cuobjdump); run it with another Triton first on
+PYTHONPATH to check that version.
 """
 
 from __future__ import annotations
@@ -42,11 +51,15 @@ CELLS = {
 DTYPES = {"fp32": ("fp32", "tf32"), "bf16": ("bf16", "ieee")}
 
 
-def paths(dtype: str) -> dict[str, dict]:
-    """The launch plans' shapes (kernels/launch.py) for each path, with the streamed tiles of that dtype."""
+def paths(cell: str, dtype: str) -> dict[str, dict]:
+    """The launch plans' shapes (kernels/launch.py) for each path, with the streamed tiles of that dtype;
+    for bf16 also the largest on-chip tile (ON_CHIP_BYTES: LSTM/GRU BH = 128, RNN BH = 256)."""
     block_k, stages = (32, 3) if dtype == "fp32" else (64, 4)
+    widest = 256 if cell == "rnn" else 128
+    largest = dict(ON_CHIP=True, RESIDENT=False, BLOCK_B=16, BLOCK_N=widest, BLOCK_K=widest, num_warps=8)
     return {
         "onchip": dict(ON_CHIP=True, RESIDENT=False, BLOCK_B=16, BLOCK_N=64, BLOCK_K=64, num_warps=8),
+        **({f"onchip{widest}": largest} if dtype == "bf16" else {}),
         "resident": dict(ON_CHIP=False, RESIDENT=True, BLOCK_B=16, BLOCK_N=16, BLOCK_K=128, num_warps=8),
         "streamed16": dict(
             ON_CHIP=False,
@@ -83,14 +96,45 @@ def signature(fn, dtype: str, constants: dict) -> dict[str, str]:
     return sig
 
 
-def compile_variant(fn, dtype: str, settings: dict) -> str:
-    """'<SASS hash> <cuobjdump resource line>' of one variant: the machine code the GPU would run."""
+LOOP_OPS = ("HMMA", "LDSM", "LDG", "LDGSTS", "STG", "LDL", "STL", "BAR")
+
+
+def time_loop(sass: str) -> str:
+    """Instructions a warp issues per pass of the largest loop (the time loop: the barrier's spin loop and the
+    streamed path's K loop sit inside it, counted once), with the counts of some opcodes: MMAs, ldmatrix
+    from shared memory, global loads/stores, async copies (LDGSTS: loads the compiler pipelines), spill
+    reloads/stores, barriers."""
+    code = []  # (address, opcode) per instruction
+    for line in sass.splitlines():
+        found = re.match(r"\s*/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?([A-Z0-9_]+)", line)
+        if found:
+            code.append((int(found.group(1), 16), found.group(2), line))
+    spans = []
+    for address, opcode, line in code:
+        target = re.search(r"BRA\s+(?:\S+\s+)?(?:`\(\.L_x_\d+\)\s*)?0x([0-9a-f]+)", line)
+        if opcode == "BRA" and target and int(target.group(1), 16) < address:
+            spans.append((int(target.group(1), 16), address))
+    if not spans:
+        return "LOOP:none"
+    low, high = max(spans, key=lambda span: span[1] - span[0])
+    body = [opcode for address, opcode, _ in code if low <= address <= high]
+    counts = " ".join(f"{op}:{body.count(op)}" for op in LOOP_OPS)
+    return f"LOOP:{len(body)} {counts}"
+
+
+def compile_variant(fn, dtype: str, settings: dict, aligned: bool = False, loops: bool = False) -> str:
+    """'<SASS hash> <registers> <stack> SMEM:<bytes>' of one variant: the machine code the GPU would run
+    (and with ``loops`` the instruction counts of its time loop, ``time_loop``)."""
     settings = dict(settings)
     options = {"num_warps": settings.pop("num_warps"), "num_stages": settings.pop("num_stages", 3)}
     constants = {k: v for k, v in settings.items() if k in fn.arg_names}
-    kernel = triton.compile(
-        ASTSource(fn, signature(fn, dtype, constants), constants), target=TARGET, options=options
-    )
+    sig = signature(fn, dtype, constants)
+    hints = {  # what the JIT asserts of arguments divisible by 16 (backends/compiler.py: "D")
+        (i,): [["tt.divisibility", 16]]
+        for i, name in enumerate(fn.arg_names)
+        if aligned and (sig[name].startswith("*") or name in ("B", "H"))
+    }
+    kernel = triton.compile(ASTSource(fn, sig, constants, hints), target=TARGET, options=options)
     tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(kernel.asm["cubin"])
@@ -103,16 +147,27 @@ def compile_variant(fn, dtype: str, settings: dict) -> str:
     ]
     resources = next((line.strip() for line in usage.splitlines() if "REG:" in line), "?")
     digest = hashlib.sha256("\n".join(c for c in code if c).encode()).hexdigest()[:16]
-    return f"{digest}  {' '.join(resources.split()[:3])}"
+    result = f"{digest}  {' '.join(resources.split()[:2])} SMEM:{kernel.metadata.shared}"
+    return f"{result}  {time_loop(sass)}" if loops else result
 
 
 def main() -> int:
-    print(f"# triton {triton.__version__}, target sm_90")
+    aligned = "--aligned" in sys.argv[1:]
+    prefetch = "--no-prefetch" not in sys.argv[1:]
+    loops = "--loops" in sys.argv[1:]
+    notes = (", aligned" if aligned else "") + ("" if prefetch else ", no prefetch")
+    print(f"# triton {triton.__version__}, target sm_90{notes}")
     for cell, (fwd, bwd, cell_constants) in CELLS.items():
         for dname, (dtype, precision) in DTYPES.items():
-            for path, meta in paths(dname).items():
+            for path, meta in paths(cell, dname).items():
                 shared = dict(
-                    meta, SYNC=True, HAS_LENGTHS=True, REVERSE=False, PRECISION=precision, UPCAST=False
+                    meta,
+                    SYNC=True,
+                    HAS_LENGTHS=True,
+                    REVERSE=False,
+                    PREFETCH=prefetch,
+                    PRECISION=precision,
+                    UPCAST=False,
                 )
                 shared.update(cell_constants)
                 variants = {
@@ -123,7 +178,7 @@ def main() -> int:
                 for kind, (fn, settings) in variants.items():
                     label = f"{cell} {kind} {dname} {path}"
                     try:
-                        result = compile_variant(fn, dtype, settings)
+                        result = compile_variant(fn, dtype, settings, aligned, loops)
                     except Exception as err:  # noqa: BLE001 - a variant this code cannot build is reported
                         result = f"does not compile: {type(err).__name__}"
                     print(f"{label:32s} {result}", flush=True)

@@ -33,6 +33,7 @@ def test_grid_barrier_matches_step_by_step_launches(monkeypatch, cell, dtype, hi
     read a half-written state: the results would differ, and differ from run to run."""
     from rnnlab.kernels import launch
 
+    monkeypatch.setenv("RNNLAB_ON_CHIP_BYTES", "65536")  # bf16 LSTM/GRU at H=100 would run on chip
     case = Case(cell, 16, 40, hidden, DTYPES[dtype], lengths=True, reverse=True)
     assert launch.plan(4, hidden, 16, case.dtype, torch.device("cuda")).sync
     inputs, lengths = draw_inputs(case, "cuda"), draw_lengths(case, "cuda")
@@ -51,6 +52,20 @@ def test_grid_barrier_matches_step_by_step_launches(monkeypatch, cell, dtype, hi
     for a, b in zip(synced[0], stepwise, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
     check(case, device="cuda")  # and both against the reference
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_on_chip_kernel_too_large_for_shared_memory_falls_back(monkeypatch, cell):
+    """An on-chip budget far beyond the card (fp32 W_hh of H=200 padded to 256: 256 KB to 1 MB, more than
+    any GPU's shared memory) makes Triton refuse the on-chip launches; the split path must then give the
+    right answer, forward and backward."""
+    from rnnlab.kernels import common, launch
+
+    monkeypatch.setenv("RNNLAB_ON_CHIP_BYTES", str(1 << 30))
+    monkeypatch.setattr(launch, "_NO_ROOM", set())
+    assert launch.plan(common.GATES[cell], 200, 16, torch.float32, torch.device("cuda")).meta["ON_CHIP"]
+    check(Case(cell, 16, 20, 200, torch.float32, lengths=True), device="cuda")
+    assert launch._NO_ROOM  # the on-chip kernel was tried and refused
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])

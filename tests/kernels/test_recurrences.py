@@ -112,6 +112,29 @@ def test_tiled_path_with_more_column_tiles_than_programs(monkeypatch, cell):
     check(Case(cell, 3, 5, 70, torch.float32, lengths=True), block_h=16)  # (1, 4): a program with 2 tiles
 
 
+@pytest.mark.parametrize("cell, hidden", [("lstm", 100), ("gru", 100), ("rnn", 200)])
+def test_largest_on_chip_tiles_in_bf16(cell, hidden):
+    """bf16 W_hh of up to 128 KB stays on chip (launch.ON_CHIP_BYTES): LSTM/GRU to H = 128, RNN to 256."""
+    from rnnlab.kernels import common, launch
+
+    plan = launch.plan(common.GATES[cell], hidden, 3, torch.bfloat16, torch.device(DEVICE))
+    assert plan.meta["ON_CHIP"] and plan.meta["BLOCK_N"] == (256 if cell == "rnn" else 128)
+    check(Case(cell, 3, 5, hidden, torch.bfloat16, lengths=True, reverse=True))
+
+
+@pytest.mark.parametrize("block_h", [0, 16], ids=["on-chip", "tiled"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_without_prefetch(monkeypatch, cell, block_h):
+    """RNNLAB_PREFETCH=0 (a comparison setting): every step loads its own inputs instead of the next
+    step's (the default, tested everywhere else)."""
+    from rnnlab.kernels import launch
+
+    monkeypatch.setenv("RNNLAB_PREFETCH", "0")
+    assert not launch.plan(4, 33, 3, torch.float32, torch.device(DEVICE), block_h=block_h).meta["PREFETCH"]
+    check(Case(cell, 3, 7, 33, torch.float32, lengths=True, reverse=True), block_h=block_h)
+    check(Case(cell, 3, 7, 33, torch.bfloat16, lengths=True), block_h=block_h)
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_empty_sequence_returns_initial_states(cell):
     from kernel_cases import draw_inputs, run

@@ -89,8 +89,12 @@ def test_launch_plan_fits_the_sms_and_covers_every_column(monkeypatch, gates, ba
     assert plan.sync == (n_progs > 1)
     n_tiles = -(-hidden // meta["BLOCK_N"])
     assert 1 <= n_progs <= n_tiles  # every program owns at least one column tile, every tile an owner
-    if meta["ON_CHIP"]:
-        assert n_progs == 1 and meta["BLOCK_N"] >= hidden and gates * meta["BLOCK_N"] ** 2 <= 16384
+    if meta["ON_CHIP"]:  # W_hh (G x BH x BH bf16) within the shared-memory budget, a split plan behind it
+        assert n_progs == 1 and meta["BLOCK_N"] >= hidden and gates * meta["BLOCK_N"] ** 2 * 2 <= 131072
+        assert not plan.fallback.meta["ON_CHIP"] and plan.fallback.fallback is None
+        assert plan.fallback.grid[0] * plan.fallback.meta["BLOCK_B"] >= batch
+    else:
+        assert plan.fallback is None
     if meta["RESIDENT"]:  # one tile per program, the whole (padded) reduction in one resident slice
         assert n_progs == n_tiles and meta["BLOCK_K"] >= hidden
         assert gates * meta["BLOCK_K"] * meta["BLOCK_N"] <= launch.RESIDENT_ELEMENTS
@@ -101,12 +105,86 @@ def test_resident_weight_slices_where_they_fit(monkeypatch):
     from rnnlab.kernels import launch
 
     monkeypatch.setattr(launch, "num_sms", lambda device: 132)
-    assert launch.plan(4, 128, 16, torch.bfloat16, CUDA).meta["RESIDENT"]  # 4 x 128 x 16 = 8K elements
+    assert launch.plan(4, 128, 16, torch.float32, CUDA).meta["RESIDENT"]  # 4 x 128 x 16 = 8K elements
     assert not launch.plan(4, 768, 16, torch.bfloat16, CUDA).meta["RESIDENT"]  # 4 x 1024 x 16: streamed
     assert launch.plan(1, 512, 16, torch.bfloat16, CUDA).meta["RESIDENT"]
     assert not launch.plan(1, 512, 64, torch.bfloat16, CUDA).meta["RESIDENT"]  # 64 x 512 state tile
     monkeypatch.setenv("RNNLAB_RESIDENT", "0")
-    assert not launch.plan(4, 128, 16, torch.bfloat16, CUDA).meta["RESIDENT"]
+    assert not launch.plan(4, 128, 16, torch.float32, CUDA).meta["RESIDENT"]
+
+
+@pytest.mark.parametrize(
+    "gates, hidden, dtype, on_chip",
+    [
+        (4, 64, torch.float32, True),  # 4 x 64^2 x 4 bytes = 64 KB
+        (4, 65, torch.float32, False),  # padded to 128: 256 KB
+        (4, 128, torch.bfloat16, True),  # 128 KB
+        (4, 128, torch.float16, True),
+        (4, 129, torch.bfloat16, False),  # padded to 256: 512 KB
+        (3, 100, torch.bfloat16, True),  # 96 KB
+        (3, 128, torch.float32, False),  # 192 KB
+        (1, 128, torch.float32, True),  # 64 KB
+        (1, 256, torch.bfloat16, True),  # 128 KB
+        (1, 256, torch.float32, False),  # 256 KB
+    ],
+)
+def test_on_chip_where_w_hh_fits_the_shared_memory_budget(monkeypatch, gates, hidden, dtype, on_chip):
+    from rnnlab.kernels import launch
+
+    monkeypatch.setattr(launch, "num_sms", lambda device: 132)
+    monkeypatch.delenv("RNNLAB_ON_CHIP_BYTES", raising=False)
+    assert launch.plan(gates, hidden, 16, dtype, CUDA).meta["ON_CHIP"] is on_chip
+
+
+def test_on_chip_budget_can_be_set_for_comparisons(monkeypatch):
+    from rnnlab.kernels import launch
+
+    monkeypatch.setattr(launch, "num_sms", lambda device: 132)
+    monkeypatch.setenv("RNNLAB_ON_CHIP_BYTES", "65536")  # the earlier bound: bf16 LSTM on chip to H=64
+    assert launch.plan(4, 64, 16, torch.bfloat16, CUDA).meta["ON_CHIP"]
+    assert not launch.plan(4, 128, 16, torch.bfloat16, CUDA).meta["ON_CHIP"]
+    assert launch.plan(1, 128, 16, torch.float32, CUDA).meta["ON_CHIP"]
+    monkeypatch.setenv("RNNLAB_ON_CHIP_BYTES", "128k")
+    with pytest.raises(ValueError, match="RNNLAB_ON_CHIP_BYTES"):
+        launch.plan(4, 64, 16, torch.bfloat16, CUDA)
+
+
+class _SmallDevice:
+    """A stand-in for a compiled kernel on a card with less shared memory than the on-chip kernel needs:
+    Triton refuses such a launch with OutOfResources before it starts. Records the launches it accepts."""
+
+    def __init__(self):
+        self.launched, self.refused = [], 0
+
+    def __getitem__(self, grid):
+        def launch_kernel(*args, ON_CHIP, **meta):
+            from triton.runtime.errors import OutOfResources
+
+            if ON_CHIP:
+                self.refused += 1
+                raise OutOfResources(212 * 1024, 99 * 1024, "shared memory")
+            self.launched.append((grid, meta["SYNC"], args[-1]))
+
+        return launch_kernel
+
+
+def test_on_chip_plan_falls_back_to_the_split_path_where_shared_memory_is_short(monkeypatch):
+    from rnnlab.kernels import common, launch
+
+    monkeypatch.setattr(launch, "num_sms", lambda device: 132)
+    monkeypatch.setattr(common, "interpreted", lambda: False)
+    monkeypatch.delenv("RNNLAB_GRID_SYNC", raising=False)
+    plan = launch.plan(4, 128, 16, torch.bfloat16, torch.device("cpu"))
+    assert plan.meta["ON_CHIP"] and plan.fallback.sync
+    kernel = _SmallDevice()
+    args = (torch.zeros(1),)
+    for _ in range(2):  # the second call goes to the fallback without trying the on-chip kernel again
+        launch.run(kernel, plan, 7, args)
+    assert kernel.refused == 1
+    assert kernel.launched == [(plan.fallback.grid, True, 7)] * 2  # one launch, all 7 steps, grid barrier
+    monkeypatch.setattr(launch, "_NO_ROOM", set())
+    with pytest.raises(Exception, match="shared memory"):  # a forced on-chip plan has nowhere to go
+        launch.run(kernel, launch.plan(4, 128, 16, torch.bfloat16, torch.device("cpu"), block_h=128), 7, args)
 
 
 def test_grid_barrier_only_on_a_gpu_and_only_when_allowed(monkeypatch):
