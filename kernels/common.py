@@ -135,6 +135,41 @@ def recurrent_weight_grad(
     return shifted.addmm_(first.t(), h0)  # in place: one (G*H, H) result alive, not three
 
 
+def eager_autograd(op, impl, setup_context, backward):
+    """A callable that runs a recurrence's forward ``impl`` with ``setup_context``/``backward`` as its
+    autograd: through ``op`` (the torch.library custom op registered with them) while torch.compile traces
+    it, and otherwise as a plain torch.autograd.Function (or ``impl`` itself when no gradient is needed).
+    Same implementation, same formulas; the eager call skips torch.library's dispatch, which costs about
+    as much host time as all the rest of the call (experiments/kernels/host_overhead.py)."""
+
+    class Eager(torch.autograd.Function):
+        # forward(ctx, ...) rather than a separate setup_context: Function.apply then skips binding the
+        # arguments through inspect.signature on every call
+        @staticmethod
+        def forward(ctx, *inputs):
+            output = impl(*inputs)
+            setup_context(ctx, inputs, output)
+            return output
+
+        @staticmethod
+        def backward(ctx, *grads):
+            return backward(ctx, *grads)
+
+    def call(*inputs):
+        if torch.compiler.is_compiling():
+            return op(*inputs)
+        if needs_grad(*(t for t in inputs if isinstance(t, torch.Tensor))):
+            return Eager.apply(*inputs)
+        return impl(*inputs)
+
+    return call
+
+
+def op_or_impl(op, impl):
+    """``op`` (a torch.library custom op) while torch.compile traces, else its implementation ``impl``."""
+    return op if torch.compiler.is_compiling() else impl
+
+
 def no_gradient_for(ctx, *saved_outputs: torch.Tensor) -> None:
     """In a custom op's setup_context: the outputs that exist only to be saved for backward (gates, cell
     states: (T, B, 4H) and the like) take no gradient, and an output nobody used reaches backward as None.

@@ -339,8 +339,7 @@ def _gru_bwd_kernel(
                 tl.debug_barrier()
 
 
-@torch.library.custom_op("rnnlab::gru_fwd", mutates_args=())
-def _gru_fwd(
+def _gru_fwd_impl(
     gx: Tensor,
     w_hh: Tensor,
     b_hh: Optional[Tensor],  # noqa: UP045  (torch.library's schema inference wants Optional)
@@ -369,8 +368,7 @@ def _gru_fwd(
     return out, h_buf[steps % 2].to(gx.dtype, copy=True), saved
 
 
-@torch.library.custom_op("rnnlab::gru_bwd", mutates_args=("d_saved",))
-def _gru_bwd(
+def _gru_bwd_impl(
     d_out: Optional[Tensor],  # noqa: UP045  (None: the sequence output took no gradient)
     d_hn: Tensor,
     w_hh: Tensor,
@@ -397,6 +395,12 @@ def _gru_bwd(
                 HAS_LENGTHS=lengths is not None, REVERSE=reverse,
             )  # fmt: skip
     return dh_buf.to(d_hn.dtype, copy=True)
+
+
+# Registered with torch.library (what torch.compile traces); eager calls use the implementations directly
+# through common.eager_autograd / common.op_or_impl.
+_gru_fwd = torch.library.custom_op("rnnlab::gru_fwd", _gru_fwd_impl, mutates_args=())
+_gru_bwd = torch.library.custom_op("rnnlab::gru_bwd", _gru_bwd_impl, mutates_args=("d_saved",))
 
 
 @_gru_fwd.register_fake
@@ -426,7 +430,8 @@ def _backward(ctx, d_out, d_hn, _d_saved):
     out, w_hh, h0, saved, lengths = ctx.saved_tensors
     d_hn = common.zeros_if_none(d_hn, h0)  # d_out may stay None: the kernel then skips it
     d_saved = common.gradient_buffer(saved)  # (T, B, 4H): the saved gates themselves when not needed again
-    dh0 = _gru_bwd(d_out, d_hn, w_hh, saved, out, h0, lengths, ctx.reverse, ctx.block_h, d_saved)
+    bwd = common.op_or_impl(_gru_bwd, _gru_bwd_impl)  # the custom op inside torch.compile
+    dh0 = bwd(d_out, d_hn, w_hh, saved, out, h0, lengths, ctx.reverse, ctx.block_h, d_saved)
     hidden = h0.shape[1]
     d_gx, d_rz, d_ghn = d_saved[..., : 3 * hidden], d_saved[..., : 2 * hidden], d_saved[..., 3 * hidden :]
     grad = functools.partial(
@@ -440,6 +445,7 @@ def _backward(ctx, d_out, d_hn, _d_saved):
 
 
 _gru_fwd.register_autograd(_backward, setup_context=_setup_context)
+_gru_forward = common.eager_autograd(_gru_fwd, _gru_fwd_impl, _setup_context, _backward)
 
 
 def gru_recurrence(
@@ -473,5 +479,5 @@ def _gru(gx, w_hh, b_hh, h0, lengths=None, reverse=False, block_h=0):
         raise ValueError(f"b_hh must be ({3 * hidden},) in {gx.dtype}, got {tuple(b_hh.shape)} {b_hh.dtype}")
     lengths = common.lengths_arg(lengths, gx.shape[1], gx.device)
     save = common.needs_grad(gx, w_hh, b_hh, h0)
-    out, h_n, _ = _gru_fwd(gx, w_hh, b_hh, h0, lengths, reverse, save, block_h)
+    out, h_n, _ = _gru_forward(gx, w_hh, b_hh, h0, lengths, reverse, save, block_h)
     return out, h_n

@@ -17,8 +17,11 @@ Imports no Triton, like ``common``.
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import torch
 
@@ -57,7 +60,7 @@ class Plan:
     """
 
     grid: tuple[int, int]
-    meta: dict
+    meta: Mapping[str, object]  # read-only: plans are shared (``plan`` remembers them)
     sync: bool
     fallback: Plan | None = None
 
@@ -114,7 +117,32 @@ def plan(
     ``block_h`` > 0 forces square tiles of that size (a power of two >= 16; tests use it to run the tiled
     path at small H); the on-chip path is taken when one tile covers H. ``allow_on_chip=False``: the split
     path even where W_hh would fit on chip (the fallback of an on-chip plan).
+
+    Plans are remembered (two are made per forward and backward call: host time for every step of a
+    short sequence), keyed also on everything else they read: the SM count, the interpreter, the fp32
+    dot precision, the RNNLAB_* knobs and this module's bounds.
     """
+    inputs = _inputs(device, dtype)
+    return _remembered_plan(gates, hidden, batch, dtype, device, block_h, allow_on_chip, inputs)
+
+
+KNOBS = ("RNNLAB_ON_CHIP_BYTES", "RNNLAB_RESIDENT", "RNNLAB_TILE", "RNNLAB_PREFETCH", "RNNLAB_GRID_SYNC")
+
+
+def _inputs(device: torch.device, dtype: torch.dtype) -> tuple:
+    """What a plan depends on besides the shape: part of its cache key."""
+    bounds = (ON_CHIP_BYTES, RESIDENT_ELEMENTS, RESIDENT_STATE, TILE_NS, BLOCK_B, tuple(MAX_BLOCK_B.items()))
+    knobs = tuple(os.environ.get(knob) for knob in KNOBS)
+    return num_sms(device), common.interpreted(), common.dot_precision(dtype), knobs, bounds
+
+
+@functools.lru_cache(maxsize=4096)
+def _remembered_plan(gates, hidden, batch, dtype, device, block_h, allow_on_chip, inputs) -> Plan:
+    del inputs  # the key only: _make_plan reads the same values again
+    return _make_plan(gates, hidden, batch, dtype, device, block_h, allow_on_chip)
+
+
+def _make_plan(gates, hidden, batch, dtype, device, block_h, allow_on_chip) -> Plan:
     padded = max(16, common.triton_next_power_of_2(hidden))
     if block_h and (block_h < 16 or block_h & (block_h - 1)):
         raise ValueError(f"block_h must be a power of two >= 16, got {block_h}")
@@ -166,7 +194,8 @@ def plan(
     fallback = None
     if on_chip and not block_h:
         fallback = plan(gates, hidden, batch, dtype, device, allow_on_chip=False)
-    return Plan((b_tiles, n_progs), meta, sync=n_progs > 1 and grid_sync_allowed(), fallback=fallback)
+    sync = n_progs > 1 and grid_sync_allowed()
+    return Plan((b_tiles, n_progs), MappingProxyType(meta), sync=sync, fallback=fallback)
 
 
 def _streamed_tiles(block_b: int, dtype: torch.dtype) -> dict:

@@ -357,8 +357,7 @@ def _lstm_bwd_kernel(
                 tl.debug_barrier()
 
 
-@torch.library.custom_op("rnnlab::lstm_fwd", mutates_args=())
-def _lstm_fwd(
+def _lstm_fwd_impl(
     gx: Tensor,
     w_hh: Tensor,
     h0: Tensor,
@@ -391,8 +390,7 @@ def _lstm_fwd(
     return out, h_n, c_n, gates, cells
 
 
-@torch.library.custom_op("rnnlab::lstm_bwd", mutates_args=("d_gates",))
-def _lstm_bwd(
+def _lstm_bwd_impl(
     d_out: Optional[Tensor],  # noqa: UP045  (None: the sequence output took no gradient)
     d_hn: Tensor,
     d_cn: Tensor,
@@ -422,6 +420,12 @@ def _lstm_bwd(
                 HAS_LENGTHS=lengths is not None, REVERSE=reverse,
             )  # fmt: skip
     return dh_buf.to(d_hn.dtype, copy=True), dc_buf.to(d_cn.dtype, copy=True)
+
+
+# Registered with torch.library (what torch.compile traces); eager calls use the implementations directly
+# through common.eager_autograd / common.op_or_impl.
+_lstm_fwd = torch.library.custom_op("rnnlab::lstm_fwd", _lstm_fwd_impl, mutates_args=())
+_lstm_bwd = torch.library.custom_op("rnnlab::lstm_bwd", _lstm_bwd_impl, mutates_args=("d_gates",))
 
 
 @_lstm_fwd.register_fake
@@ -458,12 +462,14 @@ def _backward(ctx, d_out, d_hn, d_cn, _d_gates, _d_cells):
     d_gx = common.gradient_buffer(
         gates
     )  # (T, B, 4H): the saved gates themselves when they are not needed again
-    dh0, dc0 = _lstm_bwd(d_out, d_hn, d_cn, w_hh, gates, cells, c0, lengths, ctx.reverse, ctx.block_h, d_gx)
+    bwd = common.op_or_impl(_lstm_bwd, _lstm_bwd_impl)  # the custom op inside torch.compile
+    dh0, dc0 = bwd(d_out, d_hn, d_cn, w_hh, gates, cells, c0, lengths, ctx.reverse, ctx.block_h, d_gx)
     d_w_hh = common.recurrent_weight_grad(d_gx, out, h0, lengths, ctx.reverse)  # (4H, H)
     return d_gx, d_w_hh, dh0, dc0, None, None, None, None
 
 
 _lstm_fwd.register_autograd(_backward, setup_context=_setup_context)
+_lstm_forward = common.eager_autograd(_lstm_fwd, _lstm_fwd_impl, _setup_context, _backward)
 
 
 def lstm_recurrence(
@@ -496,5 +502,5 @@ def _lstm(gx, w_hh, h0, c0, lengths=None, reverse=False, block_h=0):
     common.check_inputs(gx, w_hh, c0, 4)
     lengths = common.lengths_arg(lengths, gx.shape[1], gx.device)
     save = common.needs_grad(gx, w_hh, h0, c0)
-    out, h_n, c_n, _, _ = _lstm_fwd(gx, w_hh, h0, c0, lengths, reverse, save, block_h)
+    out, h_n, c_n, _, _ = _lstm_forward(gx, w_hh, h0, c0, lengths, reverse, save, block_h)
     return out, h_n, c_n

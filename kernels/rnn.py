@@ -238,8 +238,7 @@ def _rnn_bwd_kernel(
 _ACT = {name: code for code, name in enumerate(common.NONLINEARITIES)}  # tanh 0, relu 1, sigmoid 2
 
 
-@torch.library.custom_op("rnnlab::rnn_fwd", mutates_args=())
-def _rnn_fwd(
+def _rnn_fwd_impl(
     gx: Tensor,
     w_hh: Tensor,
     h0: Tensor,
@@ -263,8 +262,7 @@ def _rnn_fwd(
     return out, h_buf[steps % 2].to(gx.dtype, copy=True)
 
 
-@torch.library.custom_op("rnnlab::rnn_bwd", mutates_args=())
-def _rnn_bwd(
+def _rnn_bwd_impl(
     d_out: Optional[Tensor],  # noqa: UP045  (None: the sequence output took no gradient)
     d_hn: Tensor,
     w_hh: Tensor,
@@ -291,6 +289,12 @@ def _rnn_bwd(
     return d_pre, dh_buf.to(d_hn.dtype, copy=True)
 
 
+# Registered with torch.library (what torch.compile traces); eager calls use the implementations directly
+# through common.eager_autograd / common.op_or_impl.
+_rnn_fwd = torch.library.custom_op("rnnlab::rnn_fwd", _rnn_fwd_impl, mutates_args=())
+_rnn_bwd = torch.library.custom_op("rnnlab::rnn_bwd", _rnn_bwd_impl, mutates_args=())
+
+
 @_rnn_fwd.register_fake
 def _(gx, w_hh, h0, lengths, reverse, nonlinearity, block_h):
     return gx.new_empty(gx.shape), gx.new_empty(gx.shape[1:])
@@ -312,12 +316,14 @@ def _setup_context(ctx, inputs, output):
 def _backward(ctx, d_out, d_hn):
     out, w_hh, h0, lengths = ctx.saved_tensors
     d_hn = common.zeros_if_none(d_hn, h0)  # d_out may stay None: the kernel then skips it
-    d_gx, dh0 = _rnn_bwd(d_out, d_hn, w_hh, out, lengths, ctx.reverse, ctx.nonlinearity, ctx.block_h)
+    bwd = common.op_or_impl(_rnn_bwd, _rnn_bwd_impl)  # the custom op inside torch.compile
+    d_gx, dh0 = bwd(d_out, d_hn, w_hh, out, lengths, ctx.reverse, ctx.nonlinearity, ctx.block_h)
     d_w_hh = common.recurrent_weight_grad(d_gx, out, h0, lengths, ctx.reverse)  # (H, H)
     return d_gx, d_w_hh, dh0, None, None, None, None
 
 
 _rnn_fwd.register_autograd(_backward, setup_context=_setup_context)
+_rnn_forward = common.eager_autograd(_rnn_fwd, _rnn_fwd_impl, _setup_context, _backward)
 
 
 def rnn_recurrence(
@@ -349,4 +355,4 @@ def _rnn(gx, w_hh, h0, lengths=None, reverse=False, nonlinearity="tanh", block_h
         raise ValueError(f"nonlinearity must be one of {common.NONLINEARITIES}, got {nonlinearity!r}")
     common.check_inputs(gx, w_hh, h0, 1)
     lengths = common.lengths_arg(lengths, gx.shape[1], gx.device)
-    return _rnn_fwd(gx, w_hh, h0, lengths, reverse, nonlinearity, block_h)
+    return _rnn_forward(gx, w_hh, h0, lengths, reverse, nonlinearity, block_h)

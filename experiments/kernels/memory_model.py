@@ -69,7 +69,7 @@ class LiveBytes(TorchDispatchMode):
 
 
 @contextlib.contextmanager
-def _kernel_launches_stubbed():
+def kernel_launches_stubbed():
     """Inside the block every ``kernel[grid](...)`` is a no-op (compiled or interpreted Triton functions)."""
     from triton.runtime import interpreter, jit
 
@@ -93,7 +93,7 @@ def modeled_peak_mb(row: Row) -> float:
     layer, x, grad_out = make_case(row, "cpu")
     _, forward_backward = steps_for(layer, "triton", x, grad_out)
     mode = LiveBytes([x, grad_out, *layer.parameters()])
-    with _kernel_launches_stubbed(), mode:
+    with kernel_launches_stubbed(), mode:
         grads = forward_backward()
         del grads
     return mode.peak / 2**20

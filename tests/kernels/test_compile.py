@@ -46,3 +46,52 @@ def test_compile_fullgraph_matches_eager(cell):
     torch.testing.assert_close(got, want)
     for a, b in zip(got_grads, want_grads, strict=True):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_compiled_graph_calls_the_registered_ops(cell):
+    """Eager calls skip torch.library (common.eager_autograd); torch.compile must still see the custom ops,
+    forward and backward, as opaque calls in its graphs."""
+    torch._dynamo.reset()
+    case = Case(cell, 3, 5, 20, lengths=True)
+    inputs = [t.float().requires_grad_() for t in draw_inputs(case).values()]
+    targets = []
+
+    def recording(graph_module, example_inputs):
+        for node in graph_module.graph.nodes:  # a mutating op is wrapped: auto_functionalized(op, ...)
+            wrapped = "auto_functionalized" in str(node.target)
+            targets.append(str(node.args[0] if wrapped else node.target))
+        return graph_module.forward
+
+    from torch._dynamo.backends.common import aot_autograd
+
+    compiled = torch.compile(
+        _loss(cell, draw_lengths(case), case.reverse),
+        fullgraph=True,
+        backend=aot_autograd(fw_compiler=recording, bw_compiler=recording),
+    )
+    torch.autograd.grad(compiled(*inputs), inputs)
+    assert f"rnnlab.{cell}_fwd.default" in targets
+    assert f"rnnlab.{cell}_bwd.default" in targets
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_eager_calls_match_the_custom_ops_bit_for_bit(monkeypatch, cell):
+    """The eager path (a plain autograd.Function around the same implementation) against the registered
+    ops called eagerly: the same outputs and gradients, to the bit."""
+    from kernel_cases import run
+    from rnnlab.kernels import common, gru, lstm, rnn
+
+    module = {"lstm": lstm, "gru": gru, "rnn": rnn}[cell]
+    case = Case(cell, 3, 5, 20, torch.float32, lengths=True, reverse=True)
+    inputs, lengths = draw_inputs(case), draw_lengths(case)
+    results = []
+    for through_ops in (False, True):
+        if through_ops:
+            monkeypatch.setattr(module, f"_{cell}_forward", getattr(module, f"_{cell}_fwd"))
+            monkeypatch.setattr(common, "op_or_impl", lambda op, impl: op)
+        got, leaves = run(case, inputs, lengths, "kernel", case.dtype)
+        torch.autograd.backward(got, [torch.ones_like(g) for g in got])
+        results.append([*got, *(leaf.grad for leaf in leaves.values() if leaf is not None)])
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)

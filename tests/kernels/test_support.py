@@ -213,3 +213,20 @@ def test_tile_override_is_checked(monkeypatch):
     monkeypatch.setenv("RNNLAB_TILE", "32x4")
     with pytest.raises(ValueError, match="RNNLAB_TILE"):
         launch.plan(4, 512, 16, torch.float32, CUDA)
+
+
+def test_plans_are_remembered_and_follow_what_they_depend_on(monkeypatch):
+    from rnnlab.kernels import launch
+
+    monkeypatch.setattr(launch, "num_sms", lambda device: 132)
+    monkeypatch.delenv("RNNLAB_PREFETCH", raising=False)
+    first = launch.plan(4, 512, 16, torch.float32, CUDA)
+    assert launch.plan(4, 512, 16, torch.float32, CUDA) is first and first.meta["PREFETCH"]
+    with pytest.raises(TypeError):
+        first.meta["BLOCK_N"] = 64  # shared between calls: read-only
+    monkeypatch.setenv("RNNLAB_PREFETCH", "0")
+    assert not launch.plan(4, 512, 16, torch.float32, CUDA).meta["PREFETCH"]
+    monkeypatch.setattr(launch, "num_sms", lambda device: 8)
+    assert launch.plan(4, 512, 16, torch.float32, CUDA).grid == (1, 8) != first.grid
+    monkeypatch.setitem(launch.MAX_BLOCK_B, 4, 16)
+    assert launch.plan(4, 512, 64, torch.float32, CUDA).meta["BLOCK_B"] == 16

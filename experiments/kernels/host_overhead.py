@@ -1,0 +1,93 @@
+"""Host time of one call of the triton backend: the Python and dispatch work around the kernels, which the
+GPU waits for when a call's kernels are short (small T, one decoding step at a time) and which
+`triton.testing.do_bench` counts in each repetition it times.
+
+    python experiments/kernels/host_overhead.py            # ~1 minute on 2 cores
+
+A tiny layer (B=1, T=1, I=H=16, fp32) runs the benchmark's forward and forward+backward (rnnlab.bench.measure)
+on CPU tensors with every Triton launch replaced by a no-op (memory_model.kernel_launches_stubbed), so what
+is timed is everything but the kernels. Not timed: Triton's own launch (its argument binding and cache
+lookup, the same for any caller) and the GPU's launch latency. Three ways, side by side:
+- triton: as the layers call the kernels (eager calls skip torch.library: common.eager_autograd);
+- triton, custom ops: the same calls through the registered torch.library ops, the path torch.compile
+  traces (and, before common.eager_autograd, every call);
+- torch.nn: backend "cudnn" (on the CPU oneDNN, on these tiny tensors: about its host time).
+The fastest of 9 runs of 200 calls each (noise only adds time), one thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TRITON_INTERPRET", "1")  # the triton backend must be selectable without a GPU
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+from memory_model import kernel_launches_stubbed  # noqa: E402
+
+from rnnlab.bench.grid import Row  # noqa: E402
+from rnnlab.bench.measure import make_case, steps_for  # noqa: E402
+
+CALLS, RUNS = 200, 9
+
+
+def microseconds_per_call(fn) -> float:
+    for _ in range(20):
+        fn()
+    runs = []
+    for _ in range(RUNS):
+        start = time.perf_counter()
+        for _ in range(CALLS):
+            fn()
+        runs.append((time.perf_counter() - start) / CALLS * 1e6)
+    return min(runs)
+
+
+@contextlib.contextmanager
+def through_custom_ops(cell: str):
+    """Inside the block the cell's forward and backward go through its torch.library custom ops."""
+    from rnnlab.kernels import common, gru, lstm, rnn
+
+    module = {"lstm": lstm, "gru": gru, "rnn": rnn}[cell]
+    entry, op_or_impl = getattr(module, f"_{cell}_forward"), common.op_or_impl
+    setattr(module, f"_{cell}_forward", getattr(module, f"_{cell}_fwd"))
+    common.op_or_impl = lambda op, impl: op
+    try:
+        yield
+    finally:
+        setattr(module, f"_{cell}_forward", entry)
+        common.op_or_impl = op_or_impl
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cells", nargs="+", default=["lstm", "gru", "rnn"], choices=["lstm", "gru", "rnn"])
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    print("µs per call (fwd / fwd+bwd)\n")
+    print("| cell | triton | triton, custom ops | torch.nn |")
+    print("|---|---|---|---|")
+    for cell in args.cells:
+        layer, x, grad_out = make_case(Row(cell, 1, 1, 16, 16, "fp32"), "cpu")
+        ways = {
+            "triton": ("triton", contextlib.nullcontext()),
+            "custom ops": ("triton", through_custom_ops(cell)),
+            "torch.nn": ("cudnn", contextlib.nullcontext()),
+        }
+        cells = []
+        for backend, context in ways.values():
+            forward, forward_backward = steps_for(layer, backend, x, grad_out)
+            with kernel_launches_stubbed(), context:
+                times = microseconds_per_call(forward), microseconds_per_call(forward_backward)
+            cells.append("{:.0f} / {:.0f}".format(*times))
+        print(f"| {cell.upper()} | " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
