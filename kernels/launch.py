@@ -7,8 +7,9 @@ Three paths, chosen by size:
   power of two >= 16); one program per 16 batch rows, state in registers, no communication. Where the
   device has less shared memory than the compiled kernel needs, the launch falls back to the split path.
 - split, resident: the H output columns of a batch tile are dealt to up to one program per SM, each owning
-  one column tile whose slice of W_hh (and its state) stays in registers for the launch; the programs of a
-  batch tile meet at a grid barrier every step (``device.step_sync``).
+  one column tile whose slice of W_hh stays on chip for the launch (the compiler keeps it in shared
+  memory, its state tile in registers); the programs of a batch tile meet at a grid barrier every step
+  (``device.step_sync``).
 - split, streamed: the same, with W_hh re-read from L2 every step in BLOCK_K x BLOCK_N tiles (slices too
   large to keep, or several column tiles per program).
 
