@@ -1,7 +1,8 @@
 """What the three fused recurrences share: availability, dtypes, dot precision, buffers, input checks and the
 recurrent weight gradient. How they are launched (paths, tiles, grid barrier): ``launch``. Each cell module
 registers its launchers as torch.library custom ops (``rnnlab::<cell>_fwd`` / ``_bwd``, with fake functions
-and autograd), so torch.compile traces them with fullgraph=True.
+and autograd), so torch.compile traces them with fullgraph=True; eager calls take the same implementations
+without torch.library's dispatch (``eager_autograd``).
 
 This module does not import Triton at import time, so ``rnnlab.kernels.supports``/``available`` work anywhere.
 """
@@ -139,8 +140,8 @@ def eager_autograd(op, impl, setup_context, backward):
     """A callable that runs a recurrence's forward ``impl`` with ``setup_context``/``backward`` as its
     autograd: through ``op`` (the torch.library custom op registered with them) while torch.compile traces
     it, and otherwise as a plain torch.autograd.Function (or ``impl`` itself when no gradient is needed).
-    Same implementation, same formulas; the eager call skips torch.library's dispatch, which costs about
-    as much host time as all the rest of the call (experiments/kernels/host_overhead.py)."""
+    Same implementation, same formulas; the eager call skips torch.library's dispatch, about a quarter of
+    a forward+backward's host time (experiments/kernels/host_overhead.py)."""
 
     class Eager(torch.autograd.Function):
         # forward(ctx, ...) rather than a separate setup_context: Function.apply then skips binding the

@@ -191,7 +191,7 @@ def _lstm_fwd_kernel(
 
 @triton.jit
 def _lstm_bwd_load(gates, cells, c0, d_out, s, T, B, H, rows, cols, REVERSE: tl.constexpr):
-    """What processing step s's gate gradients need, in the stored dtypes: d_out[t] (0.0 when ``d_out`` is
+    """What processing step s's gate gradients need, in the stored dtypes: d_out[t] (zeros when ``d_out`` is
     None), the saved gates i, f, g, o and c_t at its time t, and c_{t-1} (c0 on the first step)."""
     mask = (rows < B)[:, None] & (cols < H)[None, :]
     t = time_index(s, T, REVERSE)
