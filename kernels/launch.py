@@ -23,6 +23,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import NamedTuple
 
 import torch
 
@@ -120,45 +121,55 @@ def plan(
     path even where W_hh would fit on chip (the fallback of an on-chip plan).
 
     Plans are remembered (two are made per forward and backward call: host time for every step of a
-    short sequence), keyed also on everything else they read: the SM count, the interpreter, the fp32
-    dot precision, the RNNLAB_* knobs and this module's bounds.
+    short sequence). Everything a plan reads from outside its arguments is resolved first into
+    ``_Settings`` and is part of the cache key; the geometry bounds above are constants.
     """
-    inputs = _inputs(device, dtype)
-    return _remembered_plan(gates, hidden, batch, dtype, device, block_h, allow_on_chip, inputs)
+    settings = _Settings(
+        sms=num_sms(device),
+        interpreted=common.interpreted(),
+        precision=common.dot_precision(dtype),
+        on_chip_bytes=on_chip_bytes(),
+        resident=resident_allowed(),
+        tile=tuple(_tile_override().items()),
+        prefetch=prefetch_allowed(),
+        grid_sync=grid_sync_allowed(),
+        widest=MAX_BLOCK_B[gates],
+    )
+    return _make_plan(gates, hidden, batch, dtype, block_h, allow_on_chip, settings)
 
 
-KNOBS = ("RNNLAB_ON_CHIP_BYTES", "RNNLAB_RESIDENT", "RNNLAB_TILE", "RNNLAB_PREFETCH", "RNNLAB_GRID_SYNC")
+class _Settings(NamedTuple):
+    """The environment of a plan: the device's SM count, the interpreter, the fp32 dot precision, the
+    RNNLAB_* knobs (on-chip bytes, resident, tile override, prefetch, grid sync) and MAX_BLOCK_B[gates]."""
 
-
-def _inputs(device: torch.device, dtype: torch.dtype) -> tuple:
-    """What a plan depends on besides the shape: part of its cache key."""
-    bounds = (ON_CHIP_BYTES, RESIDENT_ELEMENTS, RESIDENT_STATE, TILE_NS, BLOCK_B, tuple(MAX_BLOCK_B.items()))
-    knobs = tuple(os.environ.get(knob) for knob in KNOBS)
-    return num_sms(device), common.interpreted(), common.dot_precision(dtype), knobs, bounds
+    sms: int
+    interpreted: bool
+    precision: str
+    on_chip_bytes: int
+    resident: bool
+    tile: tuple
+    prefetch: bool
+    grid_sync: bool
+    widest: int
 
 
 @functools.lru_cache(maxsize=4096)
-def _remembered_plan(gates, hidden, batch, dtype, device, block_h, allow_on_chip, inputs) -> Plan:
-    del inputs  # the key only: _make_plan reads the same values again
-    return _make_plan(gates, hidden, batch, dtype, device, block_h, allow_on_chip)
-
-
-def _make_plan(gates, hidden, batch, dtype, device, block_h, allow_on_chip) -> Plan:
+def _make_plan(gates, hidden, batch, dtype, block_h, allow_on_chip, settings: _Settings) -> Plan:
     padded = max(16, common.triton_next_power_of_2(hidden))
     if block_h and (block_h < 16 or block_h & (block_h - 1)):
         raise ValueError(f"block_h must be a power of two >= 16, got {block_h}")
-    fits = gates * padded * padded * dtype.itemsize <= on_chip_bytes()
+    fits = gates * padded * padded * dtype.itemsize <= settings.on_chip_bytes
     on_chip = block_h >= padded if block_h else allow_on_chip and fits
     if on_chip:
         block_b, block_n, block_k, n_progs = BLOCK_B, padded, padded, 1
         b_tiles = -(-batch // block_b)
     else:
-        widest = MAX_BLOCK_B[gates]
+        widest = settings.widest
         block_b = BLOCK_B if block_h else min(widest, max(BLOCK_B, common.triton_next_power_of_2(batch)))
         b_tiles = -(-batch // block_b)
-        per_tile = max(1, num_sms(device) // b_tiles)  # programs of one batch tile that fit beside the rest
+        per_tile = max(1, settings.sms // b_tiles)  # programs of one batch tile that fit beside the rest
         # BLOCK_K, warps, stages of the streamed path; RNNLAB_TILE replaces them, not tests' forced tiles
-        tiles = {**_streamed_tiles(block_b, dtype), **({} if block_h else _tile_override())}
+        tiles = {**_streamed_tiles(block_b, dtype), **({} if block_h else dict(settings.tile))}
         if block_h:
             block_n = block_k = block_h
         else:
@@ -174,19 +185,19 @@ def _make_plan(gates, hidden, batch, dtype, device, block_h, allow_on_chip) -> P
         and n_progs == -(-hidden // block_n)
         and gates * padded * block_n <= RESIDENT_ELEMENTS
         and block_b * padded <= RESIDENT_STATE
-        and resident_allowed()
+        and settings.resident
     )
     if resident:
         block_k = padded
     meta = dict(
         ON_CHIP=on_chip,
         RESIDENT=resident,
-        PREFETCH=prefetch_allowed(),
+        PREFETCH=settings.prefetch,
         BLOCK_B=block_b,
         BLOCK_N=block_n,
         BLOCK_K=block_k,
-        PRECISION=common.dot_precision(dtype),
-        UPCAST=common.interpreted() and dtype == torch.bfloat16,  # see kernels/device.py: dot
+        PRECISION=settings.precision,
+        UPCAST=settings.interpreted and dtype == torch.bfloat16,  # see kernels/device.py: dot
     )
     if on_chip or resident:
         meta["num_warps"] = 8 if gates * block_n * block_k > 8192 else 4
@@ -194,8 +205,8 @@ def _make_plan(gates, hidden, batch, dtype, device, block_h, allow_on_chip) -> P
         meta.update({**tiles, "BLOCK_K": block_k})
     fallback = None
     if on_chip and not block_h:
-        fallback = plan(gates, hidden, batch, dtype, device, allow_on_chip=False)
-    sync = n_progs > 1 and grid_sync_allowed()
+        fallback = _make_plan(gates, hidden, batch, dtype, block_h, False, settings)
+    sync = n_progs > 1 and settings.grid_sync
     return Plan((b_tiles, n_progs), MappingProxyType(meta), sync=sync, fallback=fallback)
 
 
@@ -232,8 +243,8 @@ def run(kernel, plan: Plan, steps: int, args: tuple, phased: bool = False, **con
     ``plan.fallback`` (remembered, so later calls go there directly)."""
     grid, meta = plan.grid, plan.meta
     if plan.one_launch:
-        refused = (kernel, args[0].device, tuple(sorted(meta.items())))
-        if plan.fallback is not None and refused in _NO_ROOM:
+        refused = None if plan.fallback is None else (kernel, args[0].device, tuple(sorted(meta.items())))
+        if refused in _NO_ROOM:
             return run(kernel, plan.fallback, steps, args, phased, **constexprs)
         counter = torch.zeros(grid[0], dtype=torch.int32, device=args[0].device) if plan.sync else None
         phases = dict(PHASE1=True, PHASE2=True) if phased else {}
@@ -242,7 +253,7 @@ def run(kernel, plan: Plan, steps: int, args: tuple, phased: bool = False, **con
         except Exception as err:
             from triton.runtime.errors import OutOfResources  # raised before the kernel starts
 
-            if plan.fallback is None or not isinstance(err, OutOfResources):
+            if refused is None or not isinstance(err, OutOfResources):
                 raise
             _NO_ROOM.add(refused)
             run(kernel, plan.fallback, steps, args, phased, **constexprs)
