@@ -24,6 +24,7 @@ PYTHONPATH to check that version.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import re
@@ -35,7 +36,7 @@ os.environ.pop("TRITON_INTERPRET", None)  # compile for the GPU, not the interpr
 os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton 3.9 warns when unset; 1 is its default
 
 import triton  # noqa: E402
-from rnnlab.kernels import gru, lstm, rnn  # noqa: E402
+from rnnlab.kernels import common, gru, launch, lstm, rnn  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
@@ -55,7 +56,7 @@ def paths(cell: str, dtype: str) -> dict[str, dict]:
     """The launch plans' shapes (kernels/launch.py) for each path, with the streamed tiles of that dtype;
     for bf16 also the largest on-chip tile (ON_CHIP_BYTES: LSTM/GRU BH = 128, RNN BH = 256)."""
     block_k, stages = (32, 3) if dtype == "fp32" else (64, 4)
-    widest = 256 if cell == "rnn" else 128
+    widest = max(bh for bh in (64, 128, 256, 512) if common.GATES[cell] * bh * bh * 2 <= launch.ON_CHIP_BYTES)
     largest = dict(ON_CHIP=True, RESIDENT=False, BLOCK_B=16, BLOCK_N=widest, BLOCK_K=widest, num_warps=8)
     return {
         "onchip": dict(ON_CHIP=True, RESIDENT=False, BLOCK_B=16, BLOCK_N=64, BLOCK_K=64, num_warps=8),
@@ -104,7 +105,7 @@ def time_loop(sass: str) -> str:
     streamed path's K loop sit inside it, counted once), with the counts of some opcodes: MMAs, ldmatrix
     from shared memory, global loads/stores, async copies (LDGSTS: loads the compiler pipelines), spill
     reloads/stores, barriers."""
-    code = []  # (address, opcode) per instruction
+    code = []  # (address, opcode, line) per instruction
     for line in sass.splitlines():
         found = re.match(r"\s*/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?([A-Z0-9_]+)", line)
         if found:
@@ -151,10 +152,13 @@ def compile_variant(fn, dtype: str, settings: dict, aligned: bool = False, loops
     return f"{result}  {time_loop(sass)}" if loops else result
 
 
-def main() -> int:
-    aligned = "--aligned" in sys.argv[1:]
-    prefetch = "--no-prefetch" not in sys.argv[1:]
-    loops = "--loops" in sys.argv[1:]
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--aligned", action="store_true", help="B, H and pointers divisible by 16")
+    parser.add_argument("--no-prefetch", action="store_true", help="as RNNLAB_PREFETCH=0 runs them")
+    parser.add_argument("--loops", action="store_true", help="also the instruction mix of the time loop")
+    args = parser.parse_args(argv)
+    aligned, prefetch, loops = args.aligned, not args.no_prefetch, args.loops
     notes = (", aligned" if aligned else "") + ("" if prefetch else ", no prefetch")
     print(f"# triton {triton.__version__}, target sm_90{notes}")
     for cell, (fwd, bwd, cell_constants) in CELLS.items():
