@@ -14,6 +14,7 @@ import functools
 import os
 
 import torch
+from torch._subclasses.fake_tensor import is_fake
 
 MAX_HIDDEN = 16384  # int32 offsets into W_hh (G*H*H) stay below 2^31 up to here
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -157,7 +158,7 @@ def eager_autograd(op, impl, setup_context, backward):
             return backward(ctx, *grads)
 
     def call(*inputs):
-        if torch.compiler.is_compiling():
+        if tracing(inputs[0]):
             return op(*inputs)
         if needs_grad(*(t for t in inputs if isinstance(t, torch.Tensor))):
             return Eager.apply(*inputs)
@@ -166,9 +167,18 @@ def eager_autograd(op, impl, setup_context, backward):
     return call
 
 
-def op_or_impl(op, impl):
-    """``op`` (a torch.library custom op) while torch.compile traces, else its implementation ``impl``."""
-    return op if torch.compiler.is_compiling() else impl
+def op_or_impl(op, impl, tensor: torch.Tensor):
+    """``op`` (a torch.library custom op) while torch.compile traces ``tensor``, else its implementation
+    ``impl``."""
+    return op if tracing(tensor) else impl
+
+
+def tracing(tensor: torch.Tensor) -> bool:
+    """True while torch.compile (or export) traces: inside Dynamo, or handed a fake tensor (bare or wrapped
+    in a functional tensor), as AOTAutograd hands a backward it traces. The second test is needed: torch
+    2.11 leaves ``torch.compiler.is_compiling()`` False while AOTAutograd traces a custom op's registered
+    backward, and a kernel launched there on fake tensors fails ("Cannot access data pointer")."""
+    return torch.compiler.is_compiling() or is_fake(tensor)
 
 
 def no_gradient_for(ctx, *saved_outputs: torch.Tensor) -> None:
@@ -188,7 +198,7 @@ def gradient_buffer(saved: torch.Tensor) -> torch.Tensor:
     frees the saved tensors afterwards anyway), as cuDNN writes its gradients into its reserve space;
     otherwise (retain_graph=True, create_graph=True, or while torch.compile traces the backward) into a
     new buffer. Saves one buffer of the saved tensor's size at the backward's peak."""
-    if _graph_used_once() and not torch.compiler.is_compiling():
+    if _graph_used_once() and not tracing(saved):
         return saved
     return new_buffer(saved.shape, saved.dtype, saved.device)
 

@@ -430,7 +430,7 @@ def _backward(ctx, d_out, d_hn, _d_saved):
     out, w_hh, h0, saved, lengths = ctx.saved_tensors
     d_hn = common.zeros_if_none(d_hn, h0)  # d_out may stay None: the kernel then skips it
     d_saved = common.gradient_buffer(saved)  # (T, B, 4H): the saved gates themselves when not needed again
-    bwd = common.op_or_impl(_gru_bwd, _gru_bwd_impl)  # the custom op inside torch.compile
+    bwd = common.op_or_impl(_gru_bwd, _gru_bwd_impl, w_hh)  # the custom op inside torch.compile
     dh0 = bwd(d_out, d_hn, w_hh, saved, out, h0, lengths, ctx.reverse, ctx.block_h, d_saved)
     hidden = h0.shape[1]
     d_gx, d_rz, d_ghn = d_saved[..., : 3 * hidden], d_saved[..., : 2 * hidden], d_saved[..., 3 * hidden :]

@@ -462,7 +462,7 @@ def _backward(ctx, d_out, d_hn, d_cn, _d_gates, _d_cells):
     d_gx = common.gradient_buffer(
         gates
     )  # (T, B, 4H): the saved gates themselves when they are not needed again
-    bwd = common.op_or_impl(_lstm_bwd, _lstm_bwd_impl)  # the custom op inside torch.compile
+    bwd = common.op_or_impl(_lstm_bwd, _lstm_bwd_impl, w_hh)  # the custom op inside torch.compile
     dh0, dc0 = bwd(d_out, d_hn, d_cn, w_hh, gates, cells, c0, lengths, ctx.reverse, ctx.block_h, d_gx)
     d_w_hh = common.recurrent_weight_grad(d_gx, out, h0, lengths, ctx.reverse)  # (4H, H)
     return d_gx, d_w_hh, dh0, dc0, None, None, None, None

@@ -316,7 +316,7 @@ def _setup_context(ctx, inputs, output):
 def _backward(ctx, d_out, d_hn):
     out, w_hh, h0, lengths = ctx.saved_tensors
     d_hn = common.zeros_if_none(d_hn, h0)  # d_out may stay None: the kernel then skips it
-    bwd = common.op_or_impl(_rnn_bwd, _rnn_bwd_impl)  # the custom op inside torch.compile
+    bwd = common.op_or_impl(_rnn_bwd, _rnn_bwd_impl, w_hh)  # the custom op inside torch.compile
     d_gx, dh0 = bwd(d_out, d_hn, w_hh, out, lengths, ctx.reverse, ctx.nonlinearity, ctx.block_h)
     d_w_hh = common.recurrent_weight_grad(d_gx, out, h0, lengths, ctx.reverse)  # (H, H)
     return d_gx, d_w_hh, dh0, None, None, None, None

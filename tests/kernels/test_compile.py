@@ -89,9 +89,28 @@ def test_eager_calls_match_the_custom_ops_bit_for_bit(monkeypatch, cell):
     for through_ops in (False, True):
         if through_ops:
             monkeypatch.setattr(module, f"_{cell}_forward", getattr(module, f"_{cell}_fwd"))
-            monkeypatch.setattr(common, "op_or_impl", lambda op, impl: op)
+            monkeypatch.setattr(common, "op_or_impl", lambda op, impl, tensor: op)
         got, leaves = run(case, inputs, lengths, "kernel", case.dtype)
         torch.autograd.backward(got, [torch.ones_like(g) for g in got])
         results.append([*got, *(leaf.grad for leaf in leaves.values() if leaf is not None)])
     for a, b in zip(*results, strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_fake_tensors_reach_the_fake_functions_outside_dynamo(cell):
+    """AOTAutograd traces a registered backward with fake tensors, and torch 2.11 leaves
+    torch.compiler.is_compiling() False while it does: the GPU run of 2026-11-27 failed all the compile
+    tests with "Cannot access data pointer" from a kernel launched on fake tensors. Here the same happens
+    without Dynamo: fake inputs, forward and backward, must go through the ops' fake functions."""
+    from torch._subclasses.fake_tensor import FakeTensorMode, is_fake
+
+    case = Case(cell, 3, 5, 20, lengths=True, reverse=True)
+    real = [t.float() for t in draw_inputs(case).values()]
+    with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+        inputs = [mode.from_tensor(t).requires_grad_() for t in real]
+        lengths = mode.from_tensor(draw_lengths(case))
+        loss = _loss(cell, lengths, case.reverse)(*inputs)
+        grads = torch.autograd.grad(loss, inputs)
+    assert is_fake(loss)
+    assert [g.shape for g in grads] == [t.shape for t in real]
