@@ -94,6 +94,17 @@ def on_chip_bytes() -> int:
         raise ValueError(f"RNNLAB_ON_CHIP_BYTES must be an integer number of bytes, got {spec!r}") from None
 
 
+def max_block_b(gates: int) -> int:
+    """MAX_BLOCK_B[gates], or RNNLAB_MAX_BLOCK_B (16, 32 or 64) for comparisons: the widest batch tile of
+    the split path, for every cell."""
+    spec = os.environ.get("RNNLAB_MAX_BLOCK_B")
+    if not spec:
+        return MAX_BLOCK_B[gates]
+    if spec not in ("16", "32", "64"):
+        raise ValueError(f"RNNLAB_MAX_BLOCK_B must be 16, 32 or 64 (batch rows per program), got {spec!r}")
+    return int(spec)
+
+
 def prefetch_allowed() -> bool:
     """A switch for comparisons: RNNLAB_PREFETCH=0 loads each step's inputs (gx forward; the saved gates,
     states and output gradient backward) in that step instead of one step ahead (on chip and resident)."""
@@ -133,14 +144,14 @@ def plan(
         tile=tuple(_tile_override().items()),
         prefetch=prefetch_allowed(),
         grid_sync=grid_sync_allowed(),
-        widest=MAX_BLOCK_B[gates],
+        widest=max_block_b(gates),
     )
     return _make_plan(gates, hidden, batch, dtype, block_h, allow_on_chip, settings)
 
 
 class _Settings(NamedTuple):
     """The environment of a plan: the device's SM count, the interpreter, the fp32 dot precision, the
-    RNNLAB_* knobs (on-chip bytes, resident, tile override, prefetch, grid sync) and MAX_BLOCK_B[gates]."""
+    RNNLAB_* knobs (on-chip bytes, resident, tile override, prefetch, grid sync, widest batch tile)."""
 
     sms: int
     interpreted: bool

@@ -7,9 +7,10 @@
 #   run(command="bash scripts/gpu_check.sh", carry=[".device"], timeout_s=540)
 #
 # GPU_CHECK_QUICK=1 runs the quick benchmark grid (fp32 and bf16, two rows per cell) instead of the full one;
-# BACKENDS (default "cudnn triton reference") picks the benchmark's backends; TESTS=0 / TUNE=0 skip phases 3
-# / 4; BENCH_S / TESTS_S / TUNE_S bound the phases (seconds). If the grid-barrier smoke test fails or hangs,
-# the rest runs with RNNLAB_GRID_SYNC=0 (the split path launched step by step), and the log says so.
+# BACKENDS (default "cudnn triton reference") picks the benchmark's backends; TESTS=0 / TUNE=0 skip phase 3
+# / phases 4 and 5; BENCH_S / TESTS_S / TUNE_S / HOST_S bound the phases (seconds). If the grid-barrier
+# smoke test fails or hangs, the rest runs with RNNLAB_GRID_SYNC=0 (the split path launched step by step),
+# and the log says so.
 set -uo pipefail
 out=${OUT:-/tmp/rnnlab-gpu}
 mkdir -p "$out"
@@ -49,16 +50,24 @@ if [ "${TESTS:-1}" = 1 ]; then
     tail -15 "$out/gpu-tests.log"
 fi
 
-# 4. Tuning notes: the same rows under other settings of the kernels' knobs (kernels/launch.py:
-# RNNLAB_ON_CHIP_BYTES, RNNLAB_PREFETCH, RNNLAB_RESIDENT, RNNLAB_TILE=BLOCK_N,BLOCK_K,warps,stages),
-# triton only; compare with the benchmark's triton and cudnn rows above. The default: the H=128 rows with
-# run 3's on-chip bound (65536: fp16 LSTM and GRU on the split path again; fp32 unchanged, so those rows
-# measure the noise) and with each step loading its own inputs (no prefetch).
+# 4. Knob settings side by side (experiments/kernels/knob_ab.py): one process, the settings interleaved round
+# by round with cuDNN, and the device time of each kernel of one forward+backward (--profile). TUNE_ENVS:
+# settings besides the default (kernels/launch.py: RNNLAB_ON_CHIP_BYTES, RNNLAB_PREFETCH, RNNLAB_RESIDENT,
+# RNNLAB_MAX_BLOCK_B, RNNLAB_TILE=BLOCK_N,BLOCK_K,warps,stages; several knobs in one setting joined by
+# commas). The default rows: GRU H=128 fp16 (prefetch made its saving forward's kernel 5% slower in run 4)
+# and LSTM B=64 and B=256 (LSTM uses 64-row batch tiles there; GRU's 16-row tiles beat cuDNN by more at
+# B=64 in run 4).
 [ "${TUNE:-1}" = 1 ] || exit 0
-for setting in ${TUNE_ENVS:-RNNLAB_ON_CHIP_BYTES=65536 RNNLAB_PREFETCH=0}; do
-    env "$setting" timeout "${TUNE_S:-45}" rnnlab-bench --device cuda --cells ${TUNE_CELLS:-lstm gru} \
-        --dtypes ${TUNE_DTYPES:-fp32 fp16} --backends triton \
-        --shapes ${TUNE_SHAPES:-16,1024,128,128} --csv "$out/tune.csv" \
-        2>&1 | grep triton | sed "s/^/$setting: /"
-done > "$out/tune.log"
-cat "$out/tune.log"
+read -r -a settings <<< "${TUNE_ENVS:-RNNLAB_PREFETCH=0 RNNLAB_MAX_BLOCK_B=16}"
+read -r -a rows <<< "${TUNE_ROWS:-gru,16,1024,128,128,fp16 lstm,64,256,512,512,fp16 lstm,256,128,1024,1024,fp32}"
+timeout "${TUNE_S:-120}" python experiments/kernels/knob_ab.py --rows "${rows[@]}" --settings default \
+    "${settings[@]}" --rounds 3 --profile --csv "$out/tune.csv" > "$out/tune.log" 2>&1
+echo "knob_ab exit $?"
+grep -v -e "^  profile" -e Warning -e "^  " "$out/tune.log"
+
+# 5. Where the host time of a short call goes (experiments/kernels/host_profile.py): back-to-back and waited
+# wall time per call, and a cProfile, triton beside cudnn.
+timeout "${HOST_S:-45}" python experiments/kernels/host_profile.py --row "${HOST_ROW:-lstm,32,100,64,128,fp16}" \
+    > "$out/host-profile.log" 2>&1
+echo "host_profile exit $?"
+grep "a call" "$out/host-profile.log"

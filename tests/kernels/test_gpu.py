@@ -83,13 +83,11 @@ def test_fp32_follows_the_cudnn_tf32_switch(monkeypatch, cell):
     assert common.dot_precision(torch.float32) == "tf32x3"
 
 
-@pytest.mark.xfail(
-    reason="known bug: GRU backward with 64-row batch tiles gave wrong d gx on an H100 (triton 3.6); GRU is "
-    "limited to 16-row tiles meanwhile. See experiments/kernels/README.md, 'Known problems'. An XPASS here "
-    "means the configuration now works.",
-    strict=False,
-)
 def test_gru_with_64_row_batch_tiles(monkeypatch):
+    """GRU's backward with 64-row batch tiles gave wrong d gx on an H100 in run 3 (this case, 14% off);
+    since its phase-2 gradient tiles are loaded each just before its product it passed (run 4,
+    experiments/kernels/README.md). GRU still uses 16-row tiles by default; this keeps the wide tile
+    correct for RNNLAB_MAX_BLOCK_B=64 and a later change of the default."""
     from rnnlab.kernels import launch
 
     monkeypatch.setitem(launch.MAX_BLOCK_B, 3, 64)

@@ -149,6 +149,24 @@ def test_on_chip_budget_can_be_set_for_comparisons(monkeypatch):
         launch.plan(4, 64, 16, torch.bfloat16, CUDA)
 
 
+def test_widest_batch_tile_can_be_set_for_comparisons(monkeypatch):
+    from rnnlab.kernels import launch
+
+    monkeypatch.setattr(launch, "num_sms", lambda device: 132)
+    monkeypatch.delenv("RNNLAB_MAX_BLOCK_B", raising=False)
+    assert launch.plan(4, 512, 64, torch.float32, CUDA).meta["BLOCK_B"] == 64  # MAX_BLOCK_B[4]
+    assert launch.plan(3, 512, 64, torch.float32, CUDA).meta["BLOCK_B"] == 16  # MAX_BLOCK_B[3]
+    monkeypatch.setenv("RNNLAB_MAX_BLOCK_B", "16")
+    assert launch.plan(4, 512, 64, torch.float32, CUDA).meta["BLOCK_B"] == 16
+    monkeypatch.setenv("RNNLAB_MAX_BLOCK_B", "64")
+    assert launch.plan(3, 512, 64, torch.float32, CUDA).meta["BLOCK_B"] == 64
+    assert launch.plan(3, 512, 20, torch.float32, CUDA).meta["BLOCK_B"] == 32  # the batch, rounded up
+    for bad in ("48", "sixteen"):
+        monkeypatch.setenv("RNNLAB_MAX_BLOCK_B", bad)
+        with pytest.raises(ValueError, match="RNNLAB_MAX_BLOCK_B"):
+            launch.plan(4, 512, 64, torch.float32, CUDA)
+
+
 class _SmallDevice:
     """A stand-in for a compiled kernel on a card with less shared memory than the on-chip kernel needs:
     Triton refuses such a launch with OutOfResources before it starts. Records the launches it accepts."""

@@ -1,0 +1,193 @@
+"""Settings of the kernels' knobs side by side in one process: the same rows, the same layer and data, the
+settings interleaved round by round, cuDNN in the same run. Finer than re-running rnnlab-bench once per
+setting (each its own process, minutes apart on a shared card).
+
+    python experiments/kernels/knob_ab.py --rows lstm,32,100,64,128,bf16 rnn,16,1024,128,128,fp16 \\
+        --settings default RNNLAB_ON_CHIP_BYTES=65536 RNNLAB_PREFETCH=0 --csv ab.csv --profile
+
+A setting is ``default`` or ``NAME=VALUE[,NAME=VALUE...]`` of the RNNLAB_* variables kernels/launch.py
+reads on every call (so one process can switch between them). Each round times every setting of a row
+(forward, then forward+backward, as rnnlab.bench.measure defines them), rotating which goes first; the
+median over rounds is reported with the spread (max - min) in ms. Each setting's output is checked
+against cuDNN's. On CUDA the timer is ``triton.testing.do_bench`` (median); elsewhere the layers run on
+the CPU (triton under the interpreter) and perf_counter times one call, which is only good for checking
+the script. ``--profile`` prints, per row and setting, the device time of each kernel of one
+forward+backward (torch.profiler) beside its wall time: what is the recurrence, what the GEMMs, and how
+much of a call the GPU spends waiting for the host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import statistics
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from rnnlab.bench.grid import DTYPES, Row
+from rnnlab.bench.measure import make_case, relative_error, steps_for
+
+KNOB_PREFIX = "RNNLAB_"
+
+
+def parse_row(spec: str) -> Row:
+    parts = spec.split(",")
+    if len(parts) != 6 or parts[0] not in ("lstm", "gru", "rnn") or parts[5] not in DTYPES:
+        raise argparse.ArgumentTypeError(
+            f"--rows: expected cell,B,T,I,H,dtype (cell lstm/gru/rnn, dtype {'/'.join(DTYPES)}), got {spec!r}"
+        )
+    try:
+        batch, steps, inputs, hidden = (int(v) for v in parts[1:5])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--rows: B, T, I, H must be integers, got {spec!r}") from None
+    return Row(parts[0], batch, steps, inputs, hidden, parts[5])
+
+
+def parse_setting(spec: str) -> dict[str, str]:
+    if spec == "default":
+        return {}
+    knobs = {}
+    for item in spec.split(","):
+        name, sep, value = item.partition("=")
+        if not sep or not name.startswith(KNOB_PREFIX):
+            raise argparse.ArgumentTypeError(
+                f"--settings: expected 'default' or {KNOB_PREFIX}NAME=VALUE[,...], got {spec!r}"
+            )
+        knobs[name] = value
+    return knobs
+
+
+@contextmanager
+def knobs_set(knobs: dict[str, str]):
+    """The RNNLAB_* environment exactly ``knobs`` (others unset) inside, restored after."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith(KNOB_PREFIX)}
+    for name in saved:
+        del os.environ[name]
+    os.environ.update(knobs)
+    try:
+        yield
+    finally:
+        for name in [k for k in os.environ if k.startswith(KNOB_PREFIX)]:
+            del os.environ[name]
+        os.environ.update(saved)
+
+
+def timer(device: str):
+    if device == "cuda":
+        from triton.testing import do_bench
+
+        return lambda fn: float(do_bench(fn, warmup=25, rep=100, return_mode="median"))
+
+    def once(fn):
+        start = time.perf_counter()
+        fn()
+        return (time.perf_counter() - start) * 1e3
+
+    return once
+
+
+def kernel_times(fn) -> list[tuple[str, float]]:
+    """(kernel name, device ms) of one call of ``fn``, largest first, and the call's wall time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        start = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        wall = (time.perf_counter() - start) * 1e3
+    totals = [(e.key, e.device_time_total / 1e3) for e in prof.key_averages() if e.device_time_total > 0]
+    return sorted(totals, key=lambda kv: -kv[1]) + [("(wall time of the call)", wall)]
+
+
+def measure(row: Row, settings: list[str], rounds: int, device: str, profile_kernels: bool) -> list[dict]:
+    layer, x, grad_out = make_case(row, device)
+    time_one = timer(device)
+    cudnn = steps_for(layer, "cudnn", x, grad_out)
+    triton = steps_for(layer, "triton", x, grad_out)
+    reference = cudnn[0]().float()
+    samples = {s: {"fwd": [], "fwd_bwd": []} for s in ["cudnn", *settings]}
+    errors = {}
+    for spec in settings:  # a first call of each: compiles its kernels, checks its output
+        with knobs_set(parse_setting(spec)):
+            errors[spec] = relative_error(triton[0]().float(), reference)
+            triton[1]()
+    for r in range(rounds):
+        order = ["cudnn", *settings]
+        order = order[r % len(order) :] + order[: r % len(order)]
+        for spec in order:
+            fns = cudnn if spec == "cudnn" else triton
+            with knobs_set({} if spec == "cudnn" else parse_setting(spec)):
+                samples[spec]["fwd"].append(time_one(fns[0]))
+                samples[spec]["fwd_bwd"].append(time_one(fns[1]))
+    base = {kind: statistics.median(v) for kind, v in samples["cudnn"].items()}
+    results = []
+    for spec, kinds in samples.items():
+        fwd, both = statistics.median(kinds["fwd"]), statistics.median(kinds["fwd_bwd"])
+        results.append(
+            {
+                "row": row.label,
+                "setting": spec,
+                "fwd_ms": fwd,
+                "fwd_spread_ms": max(kinds["fwd"]) - min(kinds["fwd"]),
+                "fwd_bwd_ms": both,
+                "fwd_bwd_spread_ms": max(kinds["fwd_bwd"]) - min(kinds["fwd_bwd"]),
+                "fwd_ratio": fwd / base["fwd"],
+                "fwd_bwd_ratio": both / base["fwd_bwd"],
+                "max_err": errors.get(spec, 0.0),
+            }
+        )
+        if profile_kernels and device == "cuda":
+            fns = cudnn if spec == "cudnn" else triton
+            with knobs_set({} if spec == "cudnn" else parse_setting(spec)):
+                try:
+                    for name, ms in kernel_times(fns[1]):
+                        print(f"  profile {row.label} [{spec}] {ms:8.3f} ms  {name[:90]}")
+                except Exception as err:  # noqa: BLE001 - a profiler that cannot run leaves the timings
+                    print(f"  profile {row.label} [{spec}] failed: {type(err).__name__}: {err}")
+    return results
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=parse_row, nargs="+", required=True, metavar="cell,B,T,I,H,dtype")
+    parser.add_argument("--settings", nargs="+", default=["default"], metavar="SETTING")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--csv", type=Path)
+    parser.add_argument("--profile", action="store_true", help="device time per kernel of one fwd+bwd")
+    args = parser.parse_args(argv)
+    for spec in args.settings:
+        try:
+            parse_setting(spec)
+        except argparse.ArgumentTypeError as err:
+            parser.error(str(err))
+    if args.rounds < 1:
+        parser.error(f"--rounds must be >= 1, got {args.rounds}")
+    results = []
+    for row in args.rows:
+        rows = measure(row, args.settings, args.rounds, args.device, args.profile)
+        for r in rows:
+            print(
+                f"{r['row']:40s} {r['setting']:32s} fwd {r['fwd_ms']:8.3f} (spread {r['fwd_spread_ms']:.3f}) "
+                f"x{r['fwd_ratio']:.2f}  fwd+bwd {r['fwd_bwd_ms']:8.3f} (spread "
+                f"{r['fwd_bwd_spread_ms']:.3f}) x{r['fwd_bwd_ratio']:.2f}  err {r['max_err']:.1e}",
+                flush=True,
+            )
+        results += rows
+    if args.csv:
+        with args.csv.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(results[0]))
+            writer.writeheader()
+            writer.writerows(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

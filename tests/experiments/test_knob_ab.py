@@ -1,0 +1,73 @@
+"""experiments/kernels/knob_ab.py (knob settings side by side in one process) and host_profile.py (where a
+call's host time goes): parsing, the environment restored, and a tiny run of each under the interpreter."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parents[2] / "experiments" / "kernels"
+
+
+def load(name: str):
+    sys.path.insert(0, str(HERE))  # host_profile imports knob_ab from its folder
+    try:
+        spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(HERE))
+    return module
+
+
+def test_rows_and_settings_are_parsed_or_refused_by_name():
+    ab = load("knob_ab")
+    row = ab.parse_row("gru,4,7,8,16,bf16")
+    assert row == ab.Row("gru", 4, 7, 8, 16, "bf16")
+    assert ab.parse_setting("default") == {}
+    two = {"RNNLAB_PREFETCH": "0", "RNNLAB_RESIDENT": "0"}
+    assert ab.parse_setting("RNNLAB_PREFETCH=0,RNNLAB_RESIDENT=0") == two
+    for bad in ("lstm,4,7,8,16", "lstm,4,7,8,16,fp64", "cell,4,7,8,16,fp32", "lstm,4,x,8,16,fp32"):
+        with pytest.raises(Exception, match="--rows"):
+            ab.parse_row(bad)
+    for bad in ("PREFETCH=0", "RNNLAB_PREFETCH", "RNNLAB_PREFETCH=0,other=1"):
+        with pytest.raises(Exception, match="--settings"):
+            ab.parse_setting(bad)
+
+
+def test_knobs_are_exactly_the_setting_inside_and_restored_after(monkeypatch):
+    ab = load("knob_ab")
+    monkeypatch.setenv("RNNLAB_RESIDENT", "0")
+    monkeypatch.delenv("RNNLAB_PREFETCH", raising=False)
+    with ab.knobs_set({"RNNLAB_PREFETCH": "0"}):
+        assert os.environ["RNNLAB_PREFETCH"] == "0" and "RNNLAB_RESIDENT" not in os.environ
+    assert os.environ["RNNLAB_RESIDENT"] == "0" and "RNNLAB_PREFETCH" not in os.environ
+
+
+def test_a_tiny_comparison_runs_every_setting_against_cudnn(tmp_path, capsys):
+    ab = load("knob_ab")
+    out = tmp_path / "ab.csv"
+    argv = ["--rows", "lstm,2,3,8,16,fp32", "--settings", "default", "RNNLAB_PREFETCH=0"]
+    assert ab.main([*argv, "--rounds", "1", "--device", "cpu", "--csv", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert [r["setting"] for r in rows] == ["cudnn", "default", "RNNLAB_PREFETCH=0"]
+    for r in rows:
+        assert float(r["fwd_ms"]) > 0 and float(r["fwd_bwd_ms"]) > 0
+        assert float(r["max_err"]) < 1e-5  # each setting's output checked against torch.nn's
+    assert float(rows[0]["fwd_ratio"]) == 1.0
+    assert "RNNLAB_PREFETCH=0" in capsys.readouterr().out
+
+
+def test_host_profile_prints_times_and_a_profile_per_backend(capsys):
+    profile = load("host_profile")
+    assert profile.main(["--row", "rnn,2,3,8,16,fp32", "--calls", "1", "--top", "3", "--device", "cpu"]) == 0
+    text = capsys.readouterr().out
+    for backend in ("triton", "cudnn"):
+        for kind in ("fwd", "fwd+bwd"):
+            assert f"{backend} {kind}: " in text
+    assert text.count("Ordered by: internal time") == 4
