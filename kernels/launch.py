@@ -82,6 +82,20 @@ def resident_allowed() -> bool:
     return os.environ.get("RNNLAB_RESIDENT", "1") != "0"
 
 
+def resident_elements() -> int:
+    """RESIDENT_ELEMENTS, or RNNLAB_RESIDENT_ELEMENTS for comparisons (32768 with RNNLAB_TILE=64,... gives
+    fp32 LSTM at H=128 two resident programs per batch tile instead of eight)."""
+    spec = os.environ.get("RNNLAB_RESIDENT_ELEMENTS")
+    if not spec:
+        return RESIDENT_ELEMENTS
+    try:
+        return int(spec)
+    except ValueError:
+        raise ValueError(
+            f"RNNLAB_RESIDENT_ELEMENTS must be an integer number of elements, got {spec!r}"
+        ) from None
+
+
 def on_chip_bytes() -> int:
     """ON_CHIP_BYTES, or RNNLAB_ON_CHIP_BYTES for comparisons (65536 gives the earlier bound: bf16/fp16
     LSTM and GRU on chip only to H=64)."""
@@ -141,6 +155,7 @@ def plan(
         precision=common.dot_precision(dtype),
         on_chip_bytes=on_chip_bytes(),
         resident=resident_allowed(),
+        resident_elements=resident_elements(),
         tile=tuple(_tile_override().items()),
         prefetch=prefetch_allowed(),
         grid_sync=grid_sync_allowed(),
@@ -151,13 +166,15 @@ def plan(
 
 class _Settings(NamedTuple):
     """The environment of a plan: the device's SM count, the interpreter, the fp32 dot precision, the
-    RNNLAB_* knobs (on-chip bytes, resident, tile override, prefetch, grid sync, widest batch tile)."""
+    RNNLAB_* knobs (on-chip bytes, resident and its bound, tile override, prefetch, grid sync, widest batch
+    tile)."""
 
     sms: int
     interpreted: bool
     precision: str
     on_chip_bytes: int
     resident: bool
+    resident_elements: int
     tile: tuple
     prefetch: bool
     grid_sync: bool
@@ -194,7 +211,7 @@ def _make_plan(gates, hidden, batch, dtype, block_h, allow_on_chip, settings: _S
     resident = (
         not on_chip
         and n_progs == -(-hidden // block_n)
-        and gates * padded * block_n <= RESIDENT_ELEMENTS
+        and gates * padded * block_n <= settings.resident_elements
         and block_b * padded <= RESIDENT_STATE
         and settings.resident
     )

@@ -4,11 +4,11 @@
 # everything logged under $OUT.
 #
 #   cp -r ../shared/device .device            # once, on the CPU machine (git-ignored)
-#   run(command="bash scripts/gpu_check.sh", carry=[".device"], timeout_s=540)
+#   run(command="bash scripts/gpu_check.sh", carry=[".device"], timeout_s=560)
 #
 # GPU_CHECK_QUICK=1 runs the quick benchmark grid (fp32 and bf16, two rows per cell) instead of the full one;
 # BACKENDS (default "cudnn triton reference") picks the benchmark's backends; TESTS=0 / TUNE=0 skip phase 3
-# / phases 4 and 5; BENCH_S / TESTS_S / TUNE_S / HOST_S bound the phases (seconds). If the grid-barrier
+# / phases 4 and 5; BENCH_S / TESTS_S / TUNE_S (each group) / HOST_S bound the phases (seconds). If the grid-barrier
 # smoke test fails or hangs, the rest runs with RNNLAB_GRID_SYNC=0 (the split path launched step by step),
 # and the log says so.
 set -uo pipefail
@@ -24,7 +24,7 @@ workers=()
 python -c "import xdist" 2>/dev/null && workers=(-n 12)
 
 # 1. The grid barrier: one launch with a barrier per step against step-by-step launches, every cell.
-timeout "${SMOKE_S:-90}" python -m pytest tests/kernels/test_gpu.py -k grid_barrier "${workers[@]}" -q -p no:cacheprovider \
+timeout "${SMOKE_S:-60}" python -m pytest tests/kernels/test_gpu.py -k grid_barrier "${workers[@]}" -q -p no:cacheprovider \
     > "$out/smoke.log" 2>&1
 smoke=$?
 tail -5 "$out/smoke.log"
@@ -50,20 +50,32 @@ if [ "${TESTS:-1}" = 1 ]; then
     tail -15 "$out/gpu-tests.log"
 fi
 
-# 4. Knob settings side by side (experiments/kernels/knob_ab.py): one process, the settings interleaved round
-# by round with cuDNN, and the device time of each kernel of one forward+backward (--profile). TUNE_ENVS:
-# settings besides the default (kernels/launch.py: RNNLAB_ON_CHIP_BYTES, RNNLAB_PREFETCH, RNNLAB_RESIDENT,
-# RNNLAB_MAX_BLOCK_B, RNNLAB_TILE=BLOCK_N,BLOCK_K,warps,stages; several knobs in one setting joined by
-# commas). The default rows: GRU H=128 fp16 (prefetch made its saving forward's kernel 5% slower in run 4)
-# and LSTM B=64 and B=256 (LSTM uses 64-row batch tiles there; GRU's 16-row tiles beat cuDNN by more at
-# B=64 in run 4).
+# 4. Knob settings side by side (experiments/kernels/knob_ab.py): one process per group, the settings
+# interleaved round by round with cuDNN, and the device time of each kernel of one forward+backward
+# (--profile). A group is "rows|settings" (space-separated each); TUNE_GROUPS (groups separated by ";")
+# replaces the default groups. Knobs (kernels/launch.py): RNNLAB_ON_CHIP_BYTES, RNNLAB_PREFETCH,
+# RNNLAB_RESIDENT, RNNLAB_RESIDENT_ELEMENTS, RNNLAB_MAX_BLOCK_B, RNNLAB_TILE=BLOCK_N,BLOCK_K,warps,stages;
+# several knobs in one setting joined by commas. The default groups, after run 4:
+# - GRU H=128 fp16 without prefetch (its saving forward's kernel was 5% faster so), LSTM B=64 with
+#   16-row batch tiles (GRU's 16-row tiles beat cuDNN by more there);
+# - fp32 H=128 LSTM/GRU (resident, 16-column slices) with 32- and 64-column slices: compiled for sm_90,
+#   a 16-row by 16-column tile repeats each MMA in all 4 warps, a 32-column tile splits them 4 ways;
+# - LSTM B=16 H=768 fp16 and B=8 H=2048 bf16 (streamed, 16-column tiles) with 32-column tiles.
 [ "${TUNE:-1}" = 1 ] || exit 0
-read -r -a settings <<< "${TUNE_ENVS:-RNNLAB_PREFETCH=0 RNNLAB_MAX_BLOCK_B=16}"
-read -r -a rows <<< "${TUNE_ROWS:-gru,16,1024,128,128,fp16 lstm,64,256,512,512,fp16 lstm,256,128,1024,1024,fp32}"
-timeout "${TUNE_S:-120}" python experiments/kernels/knob_ab.py --rows "${rows[@]}" --settings default \
-    "${settings[@]}" --rounds 3 --profile --csv "$out/tune.csv" > "$out/tune.log" 2>&1
-echo "knob_ab exit $?"
-grep -v -e "^  profile" -e Warning -e "^  " "$out/tune.log"
+default_groups="gru,16,1024,128,128,fp16 lstm,64,256,512,512,fp16|RNNLAB_PREFETCH=0 RNNLAB_MAX_BLOCK_B=16;\
+lstm,16,1024,128,128,fp32 gru,16,1024,128,128,fp32|RNNLAB_TILE=32,32,4,3 \
+RNNLAB_TILE=64,32,4,3,RNNLAB_RESIDENT_ELEMENTS=32768;\
+lstm,16,512,768,768,fp16 lstm,8,256,2048,2048,bf16|RNNLAB_TILE=32,64,4,4"
+IFS=";" read -r -a groups <<< "${TUNE_GROUPS:-$default_groups}"
+: > "$out/tune.log"
+for index in "${!groups[@]}"; do
+    read -r -a rows <<< "${groups[$index]%%|*}"
+    read -r -a settings <<< "${groups[$index]#*|}"
+    timeout "${TUNE_S:-60}" python experiments/kernels/knob_ab.py --rows "${rows[@]}" --settings default \
+        "${settings[@]}" --rounds 3 --profile --csv "$out/tune-$index.csv" >> "$out/tune.log" 2>&1
+    echo "knob_ab group $index exit $?"
+done
+grep -v -e "^  " -e Warning "$out/tune.log"
 
 # 5. Where the host time of a short call goes (experiments/kernels/host_profile.py): back-to-back and waited
 # wall time per call, and a cProfile, triton beside cudnn.

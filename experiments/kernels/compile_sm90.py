@@ -13,7 +13,8 @@ inlined helper can still move ptxas's register allocation: compare the SASS, not
 compiles as the JIT does for the benchmark's rows (B=8 aside): pointers 16-byte aligned and B, H multiples
 of 16, so it vectorizes the state and gate accesses (without --aligned: the code for an odd H, such as 200).
 ``--no-prefetch`` compiles the kernels as RNNLAB_PREFETCH=0 runs them; ``--loops`` adds what one pass of
-each kernel's time loop issues (``time_loop``).
+each kernel's time loop issues (``time_loop``). ``--tile-widths`` compiles only the split path's 16-row
+tiles at 16, 32 and 64 columns (``tile_widths``).
 
 Variants: LSTM, GRU, RNN (tanh) x forward/backward (and backward without a sequence gradient, d_out=None) x
 the paths of kernels/launch.py (on chip at BH = 64, and for bf16 also at the largest on-chip BH; split
@@ -152,13 +153,43 @@ def compile_variant(fn, dtype: str, settings: dict, aligned: bool = False, loops
     return f"{result}  {time_loop(sass)}" if loops else result
 
 
+def tile_widths(loops: bool) -> None:
+    """The split path's 16-row tiles at 16, 32 and 64 columns with the warps the plans give them (resident:
+    kernels/launch.py's rule; streamed: 4), aligned: how many MMAs each warp issues a step (the 16 x 16
+    tile repeats them in every warp) and what the wider tiles cost in registers and shared memory."""
+    cases = {
+        "fp32 resident": dict(RESIDENT=True, BLOCK_K=128, PRECISION="tf32"),
+        "bf16 streamed": dict(RESIDENT=False, BLOCK_K=64, PRECISION="ieee", num_stages=4),
+    }
+    for cell in ("lstm", "gru"):
+        fwd, bwd, cell_constants = CELLS[cell]
+        for case, meta in cases.items():
+            dtype = case.split()[0]
+            for block_n in (16, 32, 64):
+                resident_warps = 8 if common.GATES[cell] * block_n * 128 > 8192 else 4
+                warps = resident_warps if meta["RESIDENT"] else 4
+                shared = dict(meta, ON_CHIP=False, BLOCK_B=16, BLOCK_N=block_n, num_warps=warps, SYNC=True)
+                shared.update(HAS_LENGTHS=True, REVERSE=False, PREFETCH=True, UPCAST=False, **cell_constants)
+                for kind, (fn, settings) in {
+                    "fwd": (fwd, dict(shared, SAVE=True)),
+                    "bwd": (bwd, dict(shared, PHASE1=True, PHASE2=True)),
+                }.items():
+                    label = f"{cell} {kind} {case} BLOCK_N={block_n} {warps}w"
+                    print(f"{label:40s} {compile_variant(fn, dtype, settings, True, loops)}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--aligned", action="store_true", help="B, H and pointers divisible by 16")
     parser.add_argument("--no-prefetch", action="store_true", help="as RNNLAB_PREFETCH=0 runs them")
     parser.add_argument("--loops", action="store_true", help="also the instruction mix of the time loop")
+    parser.add_argument("--tile-widths", action="store_true", help="only the 16-row split tiles' widths")
     args = parser.parse_args(argv)
     aligned, prefetch, loops = args.aligned, not args.no_prefetch, args.loops
+    if args.tile_widths:
+        print(f"# triton {triton.__version__}, target sm_90, aligned, 16-row split tiles by width")
+        tile_widths(loops)
+        return 0
     notes = (", aligned" if aligned else "") + ("" if prefetch else ", no prefetch")
     print(f"# triton {triton.__version__}, target sm_90{notes}")
     for cell, (fwd, bwd, cell_constants) in CELLS.items():

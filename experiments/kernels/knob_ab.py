@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import re
 import statistics
 import sys
 import time
@@ -52,9 +53,9 @@ def parse_setting(spec: str) -> dict[str, str]:
     if spec == "default":
         return {}
     knobs = {}
-    for item in spec.split(","):
+    for item in re.split(f",(?={KNOB_PREFIX})", spec):  # a value may hold commas (RNNLAB_TILE=32,64,4,4)
         name, sep, value = item.partition("=")
-        if not sep or not name.startswith(KNOB_PREFIX):
+        if not sep or not name.startswith(KNOB_PREFIX) or "=" in value:
             raise argparse.ArgumentTypeError(
                 f"--settings: expected 'default' or {KNOB_PREFIX}NAME=VALUE[,...], got {spec!r}"
             )

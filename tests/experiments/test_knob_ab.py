@@ -35,6 +35,8 @@ def test_rows_and_settings_are_parsed_or_refused_by_name():
     for bad in ("lstm,4,7,8,16", "lstm,4,7,8,16,fp64", "cell,4,7,8,16,fp32", "lstm,4,x,8,16,fp32"):
         with pytest.raises(Exception, match="--rows"):
             ab.parse_row(bad)
+    tile = {"RNNLAB_TILE": "64,32,4,3", "RNNLAB_RESIDENT_ELEMENTS": "32768"}  # commas inside a value
+    assert ab.parse_setting("RNNLAB_TILE=64,32,4,3,RNNLAB_RESIDENT_ELEMENTS=32768") == tile
     for bad in ("PREFETCH=0", "RNNLAB_PREFETCH", "RNNLAB_PREFETCH=0,other=1"):
         with pytest.raises(Exception, match="--settings"):
             ab.parse_setting(bad)

@@ -98,6 +98,20 @@ def test_tiled_path_streaming_the_weight(monkeypatch, cell):
     check(Case(cell, 3, 7, 33, torch.bfloat16, lengths=True, reverse=True), block_h=16)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_wide_resident_slices(monkeypatch, cell):
+    """The comparison setting RNNLAB_TILE=64,... with RNNLAB_RESIDENT_ELEMENTS=32768: fp32 at H = 100
+    (padded 128) as two resident programs of 64 columns each, the plan the next GPU run times against
+    the default (eight programs of 16)."""
+    from rnnlab.kernels import common, launch
+
+    monkeypatch.setenv("RNNLAB_TILE", "64,32,4,3")
+    monkeypatch.setenv("RNNLAB_RESIDENT_ELEMENTS", "32768")
+    plan = launch.plan(common.GATES[cell], 100, 3, torch.float32, torch.device(DEVICE))
+    assert plan.meta["RESIDENT"] and plan.meta["BLOCK_N"] == 64 and plan.grid == (1, 2)
+    check(Case(cell, 3, 5, 100, torch.float32, lengths=True, reverse=True))
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_tiled_path_with_more_column_tiles_than_programs(monkeypatch, cell):
     """H = 70 in 16-column tiles: 5 tiles dealt round-robin to 4 programs per batch tile (a device of 4

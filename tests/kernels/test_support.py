@@ -167,6 +167,21 @@ def test_widest_batch_tile_can_be_set_for_comparisons(monkeypatch):
             launch.plan(4, 512, 64, torch.float32, CUDA)
 
 
+def test_resident_bound_can_be_set_for_comparisons(monkeypatch):
+    from rnnlab.kernels import launch
+
+    monkeypatch.setattr(launch, "num_sms", lambda device: 132)
+    monkeypatch.setenv("RNNLAB_TILE", "64,32,4,3")  # 64-column tiles: 4 x 128 x 64 elements of W_hh each
+    monkeypatch.delenv("RNNLAB_RESIDENT_ELEMENTS", raising=False)
+    assert not launch.plan(4, 128, 16, torch.float32, CUDA).meta["RESIDENT"]  # over RESIDENT_ELEMENTS
+    monkeypatch.setenv("RNNLAB_RESIDENT_ELEMENTS", "32768")
+    plan = launch.plan(4, 128, 16, torch.float32, CUDA)
+    assert plan.meta["RESIDENT"] and plan.grid == (1, 2)
+    monkeypatch.setenv("RNNLAB_RESIDENT_ELEMENTS", "32k")
+    with pytest.raises(ValueError, match="RNNLAB_RESIDENT_ELEMENTS"):
+        launch.plan(4, 128, 16, torch.float32, CUDA)
+
+
 class _SmallDevice:
     """A stand-in for a compiled kernel on a card with less shared memory than the on-chip kernel needs:
     Triton refuses such a launch with OutOfResources before it starts. Records the launches it accepts."""
