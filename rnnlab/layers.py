@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from . import backends
+from . import backends, streams
 from .reference import NONLINEARITIES
 from .reference.matmul import project_inputs
 from .validation import check_input, check_lengths, check_state
@@ -90,7 +90,8 @@ class _RecurrentLayer(backends.BackendSwitch):
         elif backend == "cudnn":
             out, h_n, c_n = self._run_torch_nn(x, h0, c0, lengths)
         else:
-            out, h_n, c_n = self._run_stack(backends.recurrences(backend), x, h0, c0, lengths)
+            concurrent = backend == "triton" and self.bidirectional and streams.enabled(x.device)
+            out, h_n, c_n = self._run_stack(backends.recurrences(backend), x, h0, c0, lengths, concurrent)
         if self.batch_first:
             out = out.transpose(0, 1)
         if unbatched:
@@ -130,41 +131,44 @@ class _RecurrentLayer(backends.BackendSwitch):
         b_hh = getattr(self, "bias_hh" + suffix) if self.bias else None
         return w_ih, w_hh, b_ih, b_hh
 
-    def _run_stack(self, impl, x, h0, c0, lengths):
-        """Layers and directions on one of the recurrence implementations. x: (T, B, I) time-major."""
+    def _run_stack(self, impl, x, h0, c0, lengths, concurrent=False):
+        """Layers and directions on one of the recurrence implementations. x: (T, B, I) time-major.
+        ``concurrent``: a bidirectional layer's two directions on two CUDA streams (``rnnlab.streams``)."""
         dtype = _compute_dtype(x)
         layer_input = x.to(dtype)
         h_n, c_n = [], []
         for layer in range(self.num_layers):
-            outputs = []
-            for direction in range(self._directions):
-                index = layer * self._directions + direction
-                w_ih, w_hh, b_ih, b_hh = (
-                    None if w is None else w.to(dtype) for w in self._weights(layer, direction)
-                )
-                reverse = bool(direction)
-                h_init = h0[index].to(dtype)
-                if self._cell == "gru":
-                    gx = project_inputs(layer_input, w_ih, b_ih)  # (T, B, 3H), one GEMM for all steps
-                    out, h_last = impl.gru_recurrence(gx, w_hh, b_hh, h_init, lengths, reverse)
-                else:
-                    bias = None if b_ih is None else b_ih + b_hh
-                    gx = project_inputs(layer_input, w_ih, bias)  # (T, B, G*H), one GEMM for all steps
-                    if self._cell == "lstm":
-                        out, h_last, c_last = impl.lstm_recurrence(
-                            gx, w_hh, h_init, c0[index].to(dtype), lengths, reverse
-                        )
-                        c_n.append(c_last)
-                    else:
-                        out, h_last = impl.rnn_recurrence(
-                            gx, w_hh, h_init, lengths, reverse, self.nonlinearity
-                        )
-                outputs.append(out)
+            runs = [(impl, layer, d, layer_input, h0, c0, lengths, dtype) for d in range(self._directions)]
+            if concurrent and len(runs) == 2:
+                results = streams.side_by_side(self._run_direction, self._run_direction, *runs)
+            else:
+                results = [self._run_direction(*run) for run in runs]
+            for _, h_last, c_last in results:
                 h_n.append(h_last)
+                if c_last is not None:
+                    c_n.append(c_last)
+            outputs = [out for out, _, _ in results]
             layer_input = torch.cat(outputs, dim=2) if len(outputs) > 1 else outputs[0]  # (T, B, D*H)
             if self.dropout and self.training and layer < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout, training=True)
         return layer_input, torch.stack(h_n), (torch.stack(c_n) if c_n else None)
+
+    def _run_direction(self, impl, layer, direction, layer_input, h0, c0, lengths, dtype):
+        """One direction of one layer: (out (T, B, H), h_last, c_last or None)."""
+        index = layer * self._directions + direction
+        w_ih, w_hh, b_ih, b_hh = (None if w is None else w.to(dtype) for w in self._weights(layer, direction))
+        reverse = bool(direction)
+        h_init = h0[index].to(dtype)
+        if self._cell == "gru":
+            gx = project_inputs(layer_input, w_ih, b_ih)  # (T, B, 3H), one GEMM for all steps
+            out, h_last = impl.gru_recurrence(gx, w_hh, b_hh, h_init, lengths, reverse)
+            return out, h_last, None
+        bias = None if b_ih is None else b_ih + b_hh
+        gx = project_inputs(layer_input, w_ih, bias)  # (T, B, G*H), one GEMM for all steps
+        if self._cell == "lstm":
+            return impl.lstm_recurrence(gx, w_hh, h_init, c0[index].to(dtype), lengths, reverse)
+        out, h_last = impl.rnn_recurrence(gx, w_hh, h_init, lengths, reverse, self.nonlinearity)
+        return out, h_last, None
 
     def _run_torch_nn(self, x, h0, c0, lengths):
         """torch.nn's own implementation, time-major in and out; lengths go through a PackedSequence."""

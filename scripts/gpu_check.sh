@@ -4,7 +4,7 @@
 # everything logged under $OUT.
 #
 #   cp -r ../shared/device .device            # once, on the CPU machine (git-ignored)
-#   run(command="bash scripts/gpu_check.sh", carry=[".device"], timeout_s=560)
+#   run(command="bash scripts/gpu_check.sh", carry=[".device"], timeout_s=590)
 #
 # GPU_CHECK_QUICK=1 runs the quick benchmark grid (fp32 and bf16, two rows per cell) instead of the full one;
 # BACKENDS (default "cudnn triton reference") picks the benchmark's backends; TESTS=0 / TUNE=0 skip phase 3
@@ -45,7 +45,8 @@ grep -A200 "^| cell" "$out/bench-cuda.log" | grep -v reference
 # 3. Every kernel test compiled on CUDA, and the layers on backend="triton", torch.compile included.
 if [ "${TESTS:-1}" = 1 ]; then
     timeout "${TESTS_S:-90}" python -m pytest tests/kernels tests/layers/test_triton_backend.py \
-        tests/layers/test_layer_compile.py "${workers[@]}" -q -rfE -p no:cacheprovider > "$out/gpu-tests.log" 2>&1
+        tests/layers/test_layer_compile.py tests/layers/test_bidirectional_streams.py "${workers[@]}" -q -rfE \
+        -p no:cacheprovider > "$out/gpu-tests.log" 2>&1
     echo "pytest exit $?"
     tail -15 "$out/gpu-tests.log"
 fi
@@ -55,23 +56,26 @@ fi
 # (--profile). A group is "rows|settings" (space-separated each); TUNE_GROUPS (groups separated by ";")
 # replaces the default groups. Knobs (kernels/launch.py): RNNLAB_ON_CHIP_BYTES, RNNLAB_PREFETCH,
 # RNNLAB_RESIDENT, RNNLAB_RESIDENT_ELEMENTS, RNNLAB_MAX_BLOCK_B, RNNLAB_TILE=BLOCK_N,BLOCK_K,warps,stages;
-# several knobs in one setting joined by commas. The default groups, after run 4:
-# - GRU H=128 fp16 without prefetch (its saving forward's kernel was 5% faster so), LSTM B=64 with
-#   16-row batch tiles (GRU's 16-row tiles beat cuDNN by more there);
+# several knobs in one setting joined by commas; a row cell,B,T,I,H,dtype[,bi]. The default groups, after
+# run 4, most wanted first (a group cut short by the limit loses only itself):
 # - fp32 H=128 LSTM/GRU (resident, 16-column slices) with 32- and 64-column slices: compiled for sm_90,
 #   a 16-row by 16-column tile repeats each MMA in all 4 warps, a 32-column tile splits them 4 ways;
-# - LSTM B=16 H=768 fp16 and B=8 H=2048 bf16 (streamed, 16-column tiles) with 32-column tiles.
+# - bidirectional layers with the reverse direction on a second CUDA stream (RNNLAB_BIDIR_STREAMS=1);
+# - LSTM B=16 H=768 fp16 and B=8 H=2048 bf16 (streamed, 16-column tiles) with 32-column tiles;
+# - GRU H=128 fp16 without prefetch (its saving forward's kernel was 5% faster so), LSTM B=64 with
+#   16-row batch tiles (GRU's 16-row tiles beat cuDNN by more there).
 [ "${TUNE:-1}" = 1 ] || exit 0
-default_groups="gru,16,1024,128,128,fp16 lstm,64,256,512,512,fp16|RNNLAB_PREFETCH=0 RNNLAB_MAX_BLOCK_B=16;\
-lstm,16,1024,128,128,fp32 gru,16,1024,128,128,fp32|RNNLAB_TILE=32,32,4,3 \
+default_groups="lstm,16,1024,128,128,fp32 gru,16,1024,128,128,fp32|RNNLAB_TILE=32,32,4,3 \
 RNNLAB_TILE=64,32,4,3,RNNLAB_RESIDENT_ELEMENTS=32768;\
-lstm,16,512,768,768,fp16 lstm,8,256,2048,2048,bf16|RNNLAB_TILE=32,64,4,4"
+lstm,16,1024,128,128,bf16,bi gru,32,100,64,128,fp16,bi|RNNLAB_BIDIR_STREAMS=1;\
+lstm,16,512,768,768,fp16 lstm,8,256,2048,2048,bf16|RNNLAB_TILE=32,64,4,4;\
+gru,16,1024,128,128,fp16 lstm,64,256,512,512,fp16|RNNLAB_PREFETCH=0 RNNLAB_MAX_BLOCK_B=16"
 IFS=";" read -r -a groups <<< "${TUNE_GROUPS:-$default_groups}"
 : > "$out/tune.log"
 for index in "${!groups[@]}"; do
     read -r -a rows <<< "${groups[$index]%%|*}"
     read -r -a settings <<< "${groups[$index]#*|}"
-    timeout "${TUNE_S:-60}" python experiments/kernels/knob_ab.py --rows "${rows[@]}" --settings default \
+    timeout "${TUNE_S:-55}" python experiments/kernels/knob_ab.py --rows "${rows[@]}" --settings default \
         "${settings[@]}" --rounds 3 --profile --csv "$out/tune-$index.csv" >> "$out/tune.log" 2>&1
     echo "knob_ab group $index exit $?"
 done

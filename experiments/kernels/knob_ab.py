@@ -5,6 +5,8 @@ setting (each its own process, minutes apart on a shared card).
     python experiments/kernels/knob_ab.py --rows lstm,32,100,64,128,bf16 rnn,16,1024,128,128,fp16 \\
         --settings default RNNLAB_ON_CHIP_BYTES=65536 RNNLAB_PREFETCH=0 --csv ab.csv --profile
 
+A row is cell,B,T,I,H,dtype, with ",bi" appended for a bidirectional layer.
+
 A setting is ``default`` or ``NAME=VALUE[,NAME=VALUE...]`` of the RNNLAB_* variables kernels/launch.py
 reads on every call (so one process can switch between them). Each round times every setting of a row
 (forward, then forward+backward, as rnnlab.bench.measure defines them), rotating which goes first; the
@@ -38,15 +40,19 @@ KNOB_PREFIX = "RNNLAB_"
 
 def parse_row(spec: str) -> Row:
     parts = spec.split(",")
+    directions = 1
+    if len(parts) == 7 and parts[6] == "bi":  # a bidirectional layer
+        parts, directions = parts[:6], 2
     if len(parts) != 6 or parts[0] not in ("lstm", "gru", "rnn") or parts[5] not in DTYPES:
         raise argparse.ArgumentTypeError(
-            f"--rows: expected cell,B,T,I,H,dtype (cell lstm/gru/rnn, dtype {'/'.join(DTYPES)}), got {spec!r}"
+            f"--rows: expected cell,B,T,I,H,dtype[,bi] (cell lstm/gru/rnn, dtype {'/'.join(DTYPES)}), "
+            f"got {spec!r}"
         )
     try:
         batch, steps, inputs, hidden = (int(v) for v in parts[1:5])
     except ValueError:
         raise argparse.ArgumentTypeError(f"--rows: B, T, I, H must be integers, got {spec!r}") from None
-    return Row(parts[0], batch, steps, inputs, hidden, parts[5])
+    return Row(parts[0], batch, steps, inputs, hidden, parts[5], directions)
 
 
 def parse_setting(spec: str) -> dict[str, str]:
@@ -157,7 +163,7 @@ def measure(row: Row, settings: list[str], rounds: int, device: str, profile_ker
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=parse_row, nargs="+", required=True, metavar="cell,B,T,I,H,dtype")
+    parser.add_argument("--rows", type=parse_row, nargs="+", required=True, metavar="cell,B,T,I,H,dtype[,bi]")
     parser.add_argument("--settings", nargs="+", default=["default"], metavar="SETTING")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

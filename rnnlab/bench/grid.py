@@ -17,10 +17,12 @@ class Row:
     input_size: int
     hidden: int
     dtype: str  # a key of DTYPES
+    directions: int = 1  # 2: a bidirectional layer (not in the grids below; experiments/kernels/knob_ab.py)
 
     @property
     def label(self) -> str:
-        return f"{self.cell} B={self.batch} T={self.steps} I={self.input_size} H={self.hidden} {self.dtype}"
+        label = f"{self.cell} B={self.batch} T={self.steps} I={self.input_size} H={self.hidden} {self.dtype}"
+        return label + (" bidirectional" if self.directions == 2 else "")
 
 
 def _rows(shapes, cells, dtypes):

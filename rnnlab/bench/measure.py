@@ -28,9 +28,10 @@ CLASSES = {"lstm": rnnlab.LSTM, "gru": rnnlab.GRU, "rnn": rnnlab.RNN}
 def make_case(row: Row, device: str):
     torch.manual_seed(0)
     dtype = DTYPES[row.dtype]
-    layer = CLASSES[row.cell](row.input_size, row.hidden).to(device=device, dtype=dtype)
+    layer = CLASSES[row.cell](row.input_size, row.hidden, bidirectional=row.directions == 2)
+    layer = layer.to(device=device, dtype=dtype)
     x = torch.randn(row.steps, row.batch, row.input_size, device=device, dtype=dtype)
-    grad_out = torch.randn(row.steps, row.batch, row.hidden, device=device, dtype=dtype)
+    grad_out = torch.randn(row.steps, row.batch, row.directions * row.hidden, device=device, dtype=dtype)
     return layer, x, grad_out
 
 

@@ -29,10 +29,12 @@ def test_rows_and_settings_are_parsed_or_refused_by_name():
     ab = load("knob_ab")
     row = ab.parse_row("gru,4,7,8,16,bf16")
     assert row == ab.Row("gru", 4, 7, 8, 16, "bf16")
+    assert ab.parse_row("gru,4,7,8,16,bf16,bi") == ab.Row("gru", 4, 7, 8, 16, "bf16", directions=2)
     assert ab.parse_setting("default") == {}
     two = {"RNNLAB_PREFETCH": "0", "RNNLAB_RESIDENT": "0"}
     assert ab.parse_setting("RNNLAB_PREFETCH=0,RNNLAB_RESIDENT=0") == two
-    for bad in ("lstm,4,7,8,16", "lstm,4,7,8,16,fp64", "cell,4,7,8,16,fp32", "lstm,4,x,8,16,fp32"):
+    bad_rows = ("lstm,4,7,8,16", "lstm,4,7,8,16,fp64", "cell,4,7,8,16,fp32", "lstm,4,x,8,16,fp32")
+    for bad in (*bad_rows, "lstm,4,7,8,16,fp32,x"):
         with pytest.raises(Exception, match="--rows"):
             ab.parse_row(bad)
     tile = {"RNNLAB_TILE": "64,32,4,3", "RNNLAB_RESIDENT_ELEMENTS": "32768"}  # commas inside a value
@@ -54,14 +56,16 @@ def test_knobs_are_exactly_the_setting_inside_and_restored_after(monkeypatch):
 def test_a_tiny_comparison_runs_every_setting_against_cudnn(tmp_path, capsys):
     ab = load("knob_ab")
     out = tmp_path / "ab.csv"
-    argv = ["--rows", "lstm,2,3,8,16,fp32", "--settings", "default", "RNNLAB_PREFETCH=0"]
+    rows = ["lstm,2,3,8,16,fp32", "gru,2,3,8,16,fp32,bi"]
+    argv = ["--rows", *rows, "--settings", "default", "RNNLAB_PREFETCH=0"]
     assert ab.main([*argv, "--rounds", "1", "--device", "cpu", "--csv", str(out)]) == 0
     rows = list(csv.DictReader(out.open()))
-    assert [r["setting"] for r in rows] == ["cudnn", "default", "RNNLAB_PREFETCH=0"]
+    assert [r["setting"] for r in rows] == ["cudnn", "default", "RNNLAB_PREFETCH=0"] * 2
+    assert rows[3]["row"].endswith("bidirectional")
     for r in rows:
         assert float(r["fwd_ms"]) > 0 and float(r["fwd_bwd_ms"]) > 0
         assert float(r["max_err"]) < 1e-5  # each setting's output checked against torch.nn's
-    assert float(rows[0]["fwd_ratio"]) == 1.0
+    assert float(rows[0]["fwd_ratio"]) == float(rows[3]["fwd_ratio"]) == 1.0
     assert "RNNLAB_PREFETCH=0" in capsys.readouterr().out
 
 
