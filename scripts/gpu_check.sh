@@ -82,8 +82,12 @@ done
 grep -v -e "^  " -e Warning "$out/tune.log"
 
 # 5. Where the host time of a short call goes (experiments/kernels/host_profile.py): back-to-back and waited
-# wall time per call, and a cProfile, triton beside cudnn.
-timeout "${HOST_S:-45}" python experiments/kernels/host_profile.py --row "${HOST_ROW:-lstm,32,100,64,128,fp16}" \
-    > "$out/host-profile.log" 2>&1
+# wall time per call and a cProfile, triton beside cudnn; then the same through torch.compile with
+# mode="reduce-overhead" (CUDA graphs: the remedy to try where the host is the bottleneck).
+row=${HOST_ROW:-lstm,32,100,64,128,fp16}
+timeout "${HOST_S:-30}" python experiments/kernels/host_profile.py --row "$row" > "$out/host-profile.log" 2>&1
 echo "host_profile exit $?"
-grep "a call" "$out/host-profile.log"
+timeout "${HOST_COMPILED_S:-60}" python experiments/kernels/host_profile.py --row "$row" --top 10 \
+    --compile reduce-overhead > "$out/host-profile-compiled.log" 2>&1
+echo "host_profile --compile exit $?"
+grep -h "a call" "$out/host-profile.log" "$out/host-profile-compiled.log"

@@ -4,6 +4,12 @@ stubbed as in host_overhead.py): the wall time per call issued back to back with
 cProfile of the back-to-back calls, by own time.
 
     python experiments/kernels/host_profile.py --row lstm,32,100,64,128,bf16 --backends triton cudnn
+    python experiments/kernels/host_profile.py --row lstm,32,100,64,128,bf16 --compile reduce-overhead
+
+``--compile MODE`` runs the layer through ``torch.compile(layer, mode=MODE)`` instead ("default" for no
+mode; ``--compile-backend`` picks the compiler, inductor unless told): with "reduce-overhead" the compiled
+forward and backward replay as CUDA graphs, which takes the per-call host work off the GPU's path, the
+standard remedy where the host is the bottleneck. Both backends are timed side by side either way.
 """
 
 from __future__ import annotations
@@ -29,6 +35,25 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def compiled_steps(layer, backend: str, x, grad_out, mode: str, compiler: str):
+    """(forward, forward+backward) as rnnlab.bench.measure.steps_for defines them, through torch.compile."""
+    compiled = torch.compile(layer, mode=None if mode == "default" else mode, backend=compiler)
+    params = list(layer.parameters())
+
+    def forward():
+        layer.backend = backend
+        with torch.no_grad():
+            return compiled(x)[0]
+
+    def forward_backward():
+        layer.backend = backend
+        inp = x.detach().requires_grad_()
+        out = compiled(inp)[0]
+        return torch.autograd.grad(out, [inp, *params], grad_out)
+
+    return forward, forward_backward
+
+
 def per_call_ms(fn, calls: int, device: str, wait_each: bool) -> float:
     sync(device)
     start = time.perf_counter()
@@ -47,17 +72,24 @@ def main(argv=None) -> int:
     parser.add_argument("--calls", type=int, default=50)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--compile", metavar="MODE", help="torch.compile mode ('default' for none)")
+    parser.add_argument("--compile-backend", default="inductor", metavar="COMPILER")
     args = parser.parse_args(argv)
     if args.calls < 1:
         parser.error(f"--calls must be >= 1, got {args.calls}")
     layer, x, grad_out = make_case(args.row, args.device)
     for backend in args.backends:
-        for name, fn in zip(("fwd", "fwd+bwd"), steps_for(layer, backend, x, grad_out), strict=True):
+        if args.compile:
+            steps = compiled_steps(layer, backend, x, grad_out, args.compile, args.compile_backend)
+        else:
+            steps = steps_for(layer, backend, x, grad_out)
+        way = f" (torch.compile {args.compile}, {args.compile_backend})" if args.compile else ""
+        for name, fn in zip(("fwd", "fwd+bwd"), steps, strict=True):
             for _ in range(5):
                 fn()
             free = per_call_ms(fn, args.calls, args.device, wait_each=False)
             waited = per_call_ms(fn, args.calls, args.device, wait_each=True)
-            label = f"{args.row.label} {backend} {name}"
+            label = f"{args.row.label} {backend}{way} {name}"
             print(f"{label}: {free:.3f} ms a call back to back, {waited:.3f} ms waited")
             profiler = cProfile.Profile()
             profiler.enable()

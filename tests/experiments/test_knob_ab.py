@@ -77,3 +77,13 @@ def test_host_profile_prints_times_and_a_profile_per_backend(capsys):
         for kind in ("fwd", "fwd+bwd"):
             assert f"{backend} {kind}: " in text
     assert text.count("Ordered by: internal time") == 4
+
+
+def test_host_profile_times_a_compiled_layer(capsys):
+    profile = load("host_profile")
+    argv = ["--row", "rnn,2,3,8,16,fp32", "--calls", "1", "--top", "3", "--device", "cpu"]
+    compiled = ["--compile", "default", "--compile-backend", "aot_eager"]
+    assert profile.main([*argv, "--backends", "triton", *compiled]) == 0
+    text = capsys.readouterr().out
+    assert "triton (torch.compile default, aot_eager) fwd: " in text
+    assert "triton (torch.compile default, aot_eager) fwd+bwd: " in text
