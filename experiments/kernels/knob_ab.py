@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from rnnlab.bench.grid import DTYPES, Row
-from rnnlab.bench.measure import make_case, relative_error, steps_for
+from rnnlab.bench.measure import kernel_device_times, make_case, relative_error, steps_for
 
 KNOB_PREFIX = "RNNLAB_"
 
@@ -100,17 +100,11 @@ def timer(device: str):
 
 def kernel_times(fn) -> list[tuple[str, float]]:
     """(kernel name, device ms) of one call of ``fn``, largest first, and the call's wall time."""
-    from torch.profiler import ProfilerActivity, profile
-
+    start = time.perf_counter()
     fn()
     torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        start = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        wall = (time.perf_counter() - start) * 1e3
-    totals = [(e.key, e.device_time_total / 1e3) for e in prof.key_averages() if e.device_time_total > 0]
-    return sorted(totals, key=lambda kv: -kv[1]) + [("(wall time of the call)", wall)]
+    wall = (time.perf_counter() - start) * 1e3
+    return kernel_device_times(fn) + [("(wall time of an unprofiled call)", wall)]
 
 
 def measure(row: Row, settings: list[str], rounds: int, device: str, profile_kernels: bool) -> list[dict]:

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from .grid import Row, grid
-from .measure import make_case, peak_memory_mb, relative_error, steps_for, time_cpu, time_cuda
+from .measure import device_ms, make_case, peak_memory_mb, relative_error, steps_for, time_cpu, time_cuda
 from .report import markdown, plot, table, write_csv
 
 ALL_BACKENDS = ["cudnn", "reference", "triton", "loop"]
@@ -88,7 +88,14 @@ def measure_row(row: Row, args) -> list[dict]:
     """Every backend on one row; errors are caught per backend and per measurement."""
     layer, x, grad_out = make_case(row, args.device)
     results = {
-        b: {"fwd_ms": math.nan, "fwd_bwd_ms": math.nan, "peak_mb": None, "max_err": None, "error": None}
+        b: {
+            "fwd_ms": math.nan,
+            "fwd_bwd_ms": math.nan,
+            "fwd_bwd_device_ms": math.nan,
+            "peak_mb": None,
+            "max_err": None,
+            "error": None,
+        }
         for b in args.backends
     }
     fns, outputs = {}, {}
@@ -115,6 +122,7 @@ def measure_row(row: Row, args) -> list[dict]:
             results[backend]["fwd_ms"] = time_cuda(forward)
             results[backend]["fwd_bwd_ms"] = time_cuda(forward_backward)
             results[backend]["peak_mb"] = peak_memory_mb(forward_backward)
+            results[backend]["fwd_bwd_device_ms"] = device_ms(forward_backward)
     base = results["cudnn"]
     rows = []
     for backend, r in results.items():

@@ -6,11 +6,13 @@
 
 On the CPU the backends are interleaved repetition by repetition (a burst of load on this shared machine
 hits all of them alike) and the median is reported. On CUDA each is timed by ``triton.testing.do_bench``
-(median), and the peak memory of one forward+backward is recorded.
+(median), and the peak memory of one forward+backward is recorded, with the device time of its kernels
+(torch.profiler): a forward+backward whose median is well above its device time is bound by the host.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -98,6 +100,30 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     actual, expected = actual.detach().double(), expected.detach().double()
     scale = expected.abs().max().clamp_min(1e-12)
     return float((actual - expected).abs().max() / scale) if expected.numel() else 0.0
+
+
+def kernel_device_times(fn: Callable) -> list[tuple[str, float]]:
+    """(kernel name, device ms) of everything one call of ``fn`` runs on the GPU (torch.profiler, CUDA
+    activity: kernels, copies, fills), summed per name, largest first. Called once first, so compilation
+    and caching allocations are not in it."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    totals = [(e.key, e.device_time_total / 1e3) for e in prof.key_averages() if e.device_time_total > 0]
+    return sorted(totals, key=lambda kv: -kv[1])
+
+
+def device_ms(fn: Callable) -> float:
+    """The GPU's busy time for one call of ``fn`` (the sum of ``kernel_device_times``), or NaN where the
+    profiler cannot run (no CUPTI)."""
+    try:
+        return sum(ms for _, ms in kernel_device_times(fn))
+    except Exception:  # noqa: BLE001 - a missing profiler leaves the column empty, not the row
+        return math.nan
 
 
 def peak_memory_mb(fn: Callable) -> float:

@@ -18,6 +18,7 @@ FIELDS = [
     "fwd_bwd_ms",
     "fwd_ratio",
     "fwd_bwd_ratio",
+    "fwd_bwd_device_ms",
     "peak_mb",
     "max_err",
     "error",
@@ -31,13 +32,14 @@ def _fmt(value, digits=2) -> str:
 
 
 COLUMNS = ["cell", "B", "T", "I", "H", "dtype", "backend"]
-COLUMNS += ["fwd ms", "x cudnn", "fwd+bwd ms", "x cudnn", "peak MB", "max err"]
+COLUMNS += ["fwd ms", "x cudnn", "fwd+bwd ms", "x cudnn", "fwd+bwd device ms", "peak MB", "max err"]
 
 
 def _values(r: dict) -> list[str]:
     """One result as the strings of COLUMNS."""
     shape = [str(r[k]) for k in ("cell", "batch", "steps", "input_size", "hidden", "dtype", "backend")]
-    timings = [_fmt(r[k]) for k in ("fwd_ms", "fwd_ratio", "fwd_bwd_ms", "fwd_bwd_ratio")]
+    timed = ("fwd_ms", "fwd_ratio", "fwd_bwd_ms", "fwd_bwd_ratio", "fwd_bwd_device_ms")
+    timings = [_fmt(r.get(k)) for k in timed]
     err = r.get("max_err")
     return shape + timings + [_fmt(r["peak_mb"], 1), "-" if err is None else f"{err:.1e}"]
 
