@@ -85,27 +85,24 @@ def resident_allowed() -> bool:
 def resident_elements() -> int:
     """RESIDENT_ELEMENTS, or RNNLAB_RESIDENT_ELEMENTS for comparisons (32768 with RNNLAB_TILE=64,... gives
     fp32 LSTM at H=128 two resident programs per batch tile instead of eight)."""
-    spec = os.environ.get("RNNLAB_RESIDENT_ELEMENTS")
-    if not spec:
-        return RESIDENT_ELEMENTS
-    try:
-        return int(spec)
-    except ValueError:
-        raise ValueError(
-            f"RNNLAB_RESIDENT_ELEMENTS must be an integer number of elements, got {spec!r}"
-        ) from None
+    return _int_knob("RNNLAB_RESIDENT_ELEMENTS", RESIDENT_ELEMENTS, "elements")
 
 
 def on_chip_bytes() -> int:
     """ON_CHIP_BYTES, or RNNLAB_ON_CHIP_BYTES for comparisons (65536 gives the earlier bound: bf16/fp16
     LSTM and GRU on chip only to H=64)."""
-    spec = os.environ.get("RNNLAB_ON_CHIP_BYTES")
+    return _int_knob("RNNLAB_ON_CHIP_BYTES", ON_CHIP_BYTES, "bytes")
+
+
+def _int_knob(name: str, default: int, unit: str) -> int:
+    """The integer in environment variable ``name``, or ``default`` where it is unset or empty."""
+    spec = os.environ.get(name)
     if not spec:
-        return ON_CHIP_BYTES
+        return default
     try:
         return int(spec)
     except ValueError:
-        raise ValueError(f"RNNLAB_ON_CHIP_BYTES must be an integer number of bytes, got {spec!r}") from None
+        raise ValueError(f"{name} must be an integer number of {unit}, got {spec!r}") from None
 
 
 def max_block_b(gates: int) -> int:
@@ -228,7 +225,7 @@ def _make_plan(gates, hidden, batch, dtype, block_h, allow_on_chip, settings: _S
         UPCAST=settings.interpreted and dtype == torch.bfloat16,  # see kernels/device.py: dot
     )
     if on_chip or resident:
-        meta["num_warps"] = 8 if gates * block_n * block_k > 8192 else 4
+        meta["num_warps"] = resident_warps(gates, block_n, block_k)
     else:
         meta.update({**tiles, "BLOCK_K": block_k})
     fallback = None
@@ -236,6 +233,11 @@ def _make_plan(gates, hidden, batch, dtype, block_h, allow_on_chip, settings: _S
         fallback = _make_plan(gates, hidden, batch, dtype, block_h, False, settings)
     sync = n_progs > 1 and settings.grid_sync
     return Plan((b_tiles, n_progs), MappingProxyType(meta), sync=sync, fallback=fallback)
+
+
+def resident_warps(gates: int, block_n: int, block_k: int) -> int:
+    """Warps of a program holding its W_hh (on chip or a resident slice): 8 past 8192 elements of it."""
+    return 8 if gates * block_n * block_k > 8192 else 4
 
 
 def _streamed_tiles(block_b: int, dtype: torch.dtype) -> dict:

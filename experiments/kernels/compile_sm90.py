@@ -153,6 +153,18 @@ def compile_variant(fn, dtype: str, settings: dict, aligned: bool = False, loops
     return f"{result}  {time_loop(sass)}" if loops else result
 
 
+def kernel_variants(fwd, bwd, shared: dict, without_d_out: bool = True) -> dict[str, tuple]:
+    """{kind: (kernel, its settings)}: the saving forward, the backward, and the backward without a
+    sequence gradient (d_out=None), each with the ``shared`` settings."""
+    variants = {
+        "fwd": (fwd, dict(shared, SAVE=True)),
+        "bwd": (bwd, dict(shared, PHASE1=True, PHASE2=True)),
+    }
+    if without_d_out:
+        variants["bwd no-d_out"] = (bwd, dict(shared, PHASE1=True, PHASE2=True, d_out=None))
+    return variants
+
+
 def tile_widths(loops: bool) -> None:
     """The split path's 16-row tiles at 16, 32 and 64 columns with the warps the plans give them (resident:
     kernels/launch.py's rule; streamed: 4), aligned: how many MMAs each warp issues a step (the 16 x 16
@@ -166,14 +178,11 @@ def tile_widths(loops: bool) -> None:
         for case, meta in cases.items():
             dtype = case.split()[0]
             for block_n in (16, 32, 64):
-                resident_warps = 8 if common.GATES[cell] * block_n * 128 > 8192 else 4
-                warps = resident_warps if meta["RESIDENT"] else 4
+                resident = launch.resident_warps(common.GATES[cell], block_n, 128)
+                warps = resident if meta["RESIDENT"] else 4
                 shared = dict(meta, ON_CHIP=False, BLOCK_B=16, BLOCK_N=block_n, num_warps=warps, SYNC=True)
                 shared.update(HAS_LENGTHS=True, REVERSE=False, PREFETCH=True, UPCAST=False, **cell_constants)
-                for kind, (fn, settings) in {
-                    "fwd": (fwd, dict(shared, SAVE=True)),
-                    "bwd": (bwd, dict(shared, PHASE1=True, PHASE2=True)),
-                }.items():
+                for kind, (fn, settings) in kernel_variants(fwd, bwd, shared, without_d_out=False).items():
                     label = f"{cell} {kind} {case} BLOCK_N={block_n} {warps}w"
                     print(f"{label:40s} {compile_variant(fn, dtype, settings, True, loops)}", flush=True)
 
@@ -205,12 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                     UPCAST=False,
                 )
                 shared.update(cell_constants)
-                variants = {
-                    "fwd": (fwd, dict(shared, SAVE=True)),
-                    "bwd": (bwd, dict(shared, PHASE1=True, PHASE2=True)),
-                    "bwd no-d_out": (bwd, dict(shared, PHASE1=True, PHASE2=True, d_out=None)),
-                }
-                for kind, (fn, settings) in variants.items():
+                for kind, (fn, settings) in kernel_variants(fwd, bwd, shared).items():
                     label = f"{cell} {kind} {dname} {path}"
                     try:
                         result = compile_variant(fn, dtype, settings, aligned, loops)

@@ -27,31 +27,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from knob_ab import parse_row  # noqa: E402
 
-from rnnlab.bench.measure import make_case, steps_for  # noqa: E402
-
-
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
+from rnnlab.bench.measure import make_case, steps_for, sync  # noqa: E402
 
 
 def compiled_steps(layer, backend: str, x, grad_out, mode: str, compiler: str):
     """(forward, forward+backward) as rnnlab.bench.measure.steps_for defines them, through torch.compile."""
     compiled = torch.compile(layer, mode=None if mode == "default" else mode, backend=compiler)
-    params = list(layer.parameters())
-
-    def forward():
-        layer.backend = backend
-        with torch.no_grad():
-            return compiled(x)[0]
-
-    def forward_backward():
-        layer.backend = backend
-        inp = x.detach().requires_grad_()
-        out = compiled(inp)[0]
-        return torch.autograd.grad(out, [inp, *params], grad_out)
-
-    return forward, forward_backward
+    return steps_for(layer, backend, x, grad_out, module=compiled)
 
 
 def per_call_ms(fn, calls: int, device: str, wait_each: bool) -> float:

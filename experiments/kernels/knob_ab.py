@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from rnnlab.bench.grid import DTYPES, Row
-from rnnlab.bench.measure import kernel_device_times, make_case, relative_error, steps_for
+from rnnlab.bench.measure import kernel_device_times, make_case, relative_error, steps_for, time_cuda
 
 KNOB_PREFIX = "RNNLAB_"
 
@@ -86,9 +86,7 @@ def knobs_set(knobs: dict[str, str]):
 
 def timer(device: str):
     if device == "cuda":
-        from triton.testing import do_bench
-
-        return lambda fn: float(do_bench(fn, warmup=25, rep=100, return_mode="median"))
+        return time_cuda
 
     def once(fn):
         start = time.perf_counter()
@@ -113,18 +111,19 @@ def measure(row: Row, settings: list[str], rounds: int, device: str, profile_ker
     cudnn = steps_for(layer, "cudnn", x, grad_out)
     triton = steps_for(layer, "triton", x, grad_out)
     reference = cudnn[0]().float()
-    samples = {s: {"fwd": [], "fwd_bwd": []} for s in ["cudnn", *settings]}
+    knobs = {"cudnn": {}, **{spec: parse_setting(spec) for spec in settings}}
+    samples = {s: {"fwd": [], "fwd_bwd": []} for s in knobs}
     errors = {}
     for spec in settings:  # a first call of each: compiles its kernels, checks its output
-        with knobs_set(parse_setting(spec)):
+        with knobs_set(knobs[spec]):
             errors[spec] = relative_error(triton[0]().float(), reference)
             triton[1]()
     for r in range(rounds):
-        order = ["cudnn", *settings]
+        order = list(knobs)
         order = order[r % len(order) :] + order[: r % len(order)]
         for spec in order:
             fns = cudnn if spec == "cudnn" else triton
-            with knobs_set({} if spec == "cudnn" else parse_setting(spec)):
+            with knobs_set(knobs[spec]):
                 samples[spec]["fwd"].append(time_one(fns[0]))
                 samples[spec]["fwd_bwd"].append(time_one(fns[1]))
     base = {kind: statistics.median(v) for kind, v in samples["cudnn"].items()}
@@ -146,7 +145,7 @@ def measure(row: Row, settings: list[str], rounds: int, device: str, profile_ker
         )
         if profile_kernels and device == "cuda":
             fns = cudnn if spec == "cudnn" else triton
-            with knobs_set({} if spec == "cudnn" else parse_setting(spec)):
+            with knobs_set(knobs[spec]):
                 try:
                     for name, ms in kernel_times(fns[1]):
                         print(f"  profile {row.label} [{spec}] {ms:8.3f} ms  {name[:90]}")

@@ -37,20 +37,22 @@ def make_case(row: Row, device: str):
     return layer, x, grad_out
 
 
-def _runner(layer, backend: str):
+def _runner(layer, backend: str, module: Callable | None = None):
     if backend == "loop":
         return lambda x: plain_loop(layer, x)
+    module = layer if module is None else module
 
     def run(x):
         layer.backend = backend
-        return layer(x)[0]
+        return module(x)[0]
 
     return run
 
 
-def steps_for(layer, backend: str, x, grad_out) -> tuple[Callable, Callable]:
-    """(forward, forward+backward) closures for one backend."""
-    run = _runner(layer, backend)
+def steps_for(layer, backend: str, x, grad_out, module: Callable | None = None) -> tuple[Callable, Callable]:
+    """(forward, forward+backward) closures for one backend; ``module``: what to call in the layer's place
+    (the layer compiled, say), with the layer's backend set to ``backend``."""
+    run = _runner(layer, backend, module)
     params = list(layer.parameters())
 
     def forward():
@@ -65,7 +67,7 @@ def steps_for(layer, backend: str, x, grad_out) -> tuple[Callable, Callable]:
     return forward, forward_backward
 
 
-def _sync(device: str) -> None:
+def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
 

@@ -61,14 +61,14 @@ def test_a_failing_backend_is_reported_in_its_row_and_the_run_goes_on(tiny_grid,
 
     real_runner = measure._runner
 
-    def flaky_runner(layer, backend):
+    def flaky_runner(layer, backend, module=None):
         if backend == "reference" and layer._cell == "lstm":
 
             def fail(x):
                 raise RuntimeError("boom on purpose")
 
             return fail
-        return real_runner(layer, backend)
+        return real_runner(layer, backend, module)
 
     monkeypatch.setattr(measure, "_runner", flaky_runner)
     out_csv = tmp_path / "b.csv"
