@@ -216,8 +216,29 @@ def _graph_used_once() -> bool:
         return False
 
 
-def zeros_if_none(grad: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
-    return torch.zeros_like(like) if grad is None else grad
+def fp32_state(state: torch.Tensor, slots: int = 0) -> torch.Tensor:
+    """A contiguous fp32 copy of a (B, H) state, which a kernel carries and overwrites: one conversion,
+    whatever the state's dtype. With ``slots``, a (slots, B, H) buffer holding the state in slot 0 and
+    leaving the others for the kernel to write (NaN under POISON)."""
+    if slots:
+        buf = new_buffer((slots, *state.shape), torch.float32, state.device)
+        buf[0].copy_(state)
+        return buf
+    return torch.empty(state.shape, dtype=torch.float32, device=state.device).copy_(state)
+
+
+def fp32_gradient(grad: torch.Tensor | None, shape, device: torch.device) -> torch.Tensor:
+    """The fp32 (B, H) buffer a backward kernel starts a state gradient from and overwrites: a copy of
+    ``grad``, or zeros where the final state took no gradient (None)."""
+    buf = torch.empty(shape, dtype=torch.float32, device=device)
+    return buf.zero_() if grad is None else buf.copy_(grad)
+
+
+def in_dtype(buf: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A kernel's fp32 state buffer handed back in ``dtype``: for fp32 the buffer itself, no copy, else
+    converted. A slot of a (2, B, H) scratch comes back detached from it (not a view), so that autograd
+    lets callers modify the state in place, as torch.nn's."""
+    return buf.to(dtype).detach()
 
 
 def check_inputs(gx: torch.Tensor, w_hh: torch.Tensor, h0: torch.Tensor, gates: int) -> int:

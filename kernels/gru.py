@@ -355,7 +355,7 @@ def _gru_fwd_impl(
     gx, w_hh = gx.contiguous(), w_hh.contiguous()
     out = common.new_buffer((steps, batch, hidden), gx.dtype, gx.device)
     saved = common.new_buffer((steps, batch, 4 * hidden) if save else (0,), gx.dtype, gx.device)
-    h_buf = h0.to(torch.float32).expand(2, batch, hidden).contiguous()  # (2, B, H) fp32
+    h_buf = common.fp32_state(h0, slots=2)  # (2, B, H) fp32: h0, then the steps in turn
     if steps > 0 and batch > 0:
         plan = launch.plan(3, hidden, batch, gx.dtype, gx.device, block_h)
         bias = None if b_hh is None else b_hh.contiguous()
@@ -365,12 +365,12 @@ def _gru_fwd_impl(
                 _gru_fwd_kernel, plan, steps, args,
                 HAS_BIAS=b_hh is not None, HAS_LENGTHS=lengths is not None, REVERSE=reverse, SAVE=save,
             )  # fmt: skip
-    return out, h_buf[steps % 2].to(gx.dtype, copy=True), saved
+    return out, common.in_dtype(h_buf[steps % 2], gx.dtype), saved
 
 
 def _gru_bwd_impl(
     d_out: Optional[Tensor],  # noqa: UP045  (None: the sequence output took no gradient)
-    d_hn: Tensor,
+    d_hn: Optional[Tensor],  # noqa: UP045  (None: the final state took none)
     w_hh: Tensor,
     saved: Tensor,
     out: Tensor,
@@ -385,7 +385,7 @@ def _gru_bwd_impl(
     steps, batch, hidden = out.shape
     d_out = None if d_out is None else d_out.contiguous()
     w_hh = w_hh.contiguous()
-    dh_buf = d_hn.to(torch.float32).clone().contiguous()
+    dh_buf = common.fp32_gradient(d_hn, h0.shape, h0.device)  # (B, H) fp32
     if steps > 0 and batch > 0:
         plan = launch.plan(3, hidden, batch, out.dtype, out.device, block_h)
         args = (w_hh, saved, out.contiguous(), h0.contiguous(), lengths, d_out, d_saved, dh_buf)
@@ -394,7 +394,7 @@ def _gru_bwd_impl(
                 _gru_bwd_kernel, plan, steps, (*args, steps, batch, hidden), phased=True,
                 HAS_LENGTHS=lengths is not None, REVERSE=reverse,
             )  # fmt: skip
-    return dh_buf.to(d_hn.dtype, copy=True)
+    return common.in_dtype(dh_buf, h0.dtype)
 
 
 # Registered with torch.library (what torch.compile traces); eager calls use the implementations directly
@@ -413,7 +413,7 @@ def _(gx, w_hh, b_hh, h0, lengths, reverse, save, block_h):
 
 @_gru_bwd.register_fake
 def _(d_out, d_hn, w_hh, saved, out, h0, lengths, reverse, block_h, d_saved):
-    return d_hn.new_empty(d_hn.shape)
+    return h0.new_empty(h0.shape)
 
 
 def _setup_context(ctx, inputs, output):
@@ -428,7 +428,6 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, d_out, d_hn, _d_saved):
     out, w_hh, h0, saved, lengths = ctx.saved_tensors
-    d_hn = common.zeros_if_none(d_hn, h0)  # d_out may stay None: the kernel then skips it
     d_saved = common.gradient_buffer(saved)  # (T, B, 4H): the saved gates themselves when not needed again
     bwd = common.op_or_impl(_gru_bwd, _gru_bwd_impl, w_hh)  # the custom op inside torch.compile
     dh0 = bwd(d_out, d_hn, w_hh, saved, out, h0, lengths, ctx.reverse, ctx.block_h, d_saved)

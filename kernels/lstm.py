@@ -375,8 +375,8 @@ def _lstm_fwd_impl(
     out = common.new_buffer((steps, batch, hidden), gx.dtype, gx.device)
     gates = common.new_buffer((steps, batch, four_h) if save else (0,), gx.dtype, gx.device)
     cells = common.new_buffer((steps, batch, hidden) if save else (0,), gx.dtype, gx.device)
-    h_buf = h0.to(torch.float32).expand(2, batch, hidden).contiguous()  # (2, B, H) fp32
-    c_buf = c0.to(torch.float32).clone().contiguous()  # (B, H) fp32
+    h_buf = common.fp32_state(h0, slots=2)  # (2, B, H) fp32: h0, then the steps in turn
+    c_buf = common.fp32_state(c0)  # (B, H) fp32
     if steps > 0 and batch > 0:
         plan = launch.plan(4, hidden, batch, gx.dtype, gx.device, block_h)
         args = (gx, w_hh, lengths, out, gates if save else None, cells if save else None, h_buf, c_buf)
@@ -385,15 +385,13 @@ def _lstm_fwd_impl(
                 _lstm_fwd_kernel, plan, steps, (*args, steps, batch, hidden),
                 HAS_LENGTHS=lengths is not None, REVERSE=reverse, SAVE=save,
             )  # fmt: skip
-    h_n = h_buf[steps % 2].to(gx.dtype, copy=True)
-    c_n = c_buf.to(gx.dtype, copy=True)
-    return out, h_n, c_n, gates, cells
+    return out, common.in_dtype(h_buf[steps % 2], gx.dtype), common.in_dtype(c_buf, gx.dtype), gates, cells
 
 
 def _lstm_bwd_impl(
     d_out: Optional[Tensor],  # noqa: UP045  (None: the sequence output took no gradient)
-    d_hn: Tensor,
-    d_cn: Tensor,
+    d_hn: Optional[Tensor],  # noqa: UP045  (None: the final states took none)
+    d_cn: Optional[Tensor],  # noqa: UP045
     w_hh: Tensor,
     gates: Tensor,
     cells: Tensor,
@@ -409,8 +407,7 @@ def _lstm_bwd_impl(
     hidden = four_h // 4
     d_out = None if d_out is None else d_out.contiguous()
     w_hh = w_hh.contiguous()
-    dh_buf = d_hn.to(torch.float32).clone().contiguous()
-    dc_buf = d_cn.to(torch.float32).clone().contiguous()
+    dh_buf, dc_buf = (common.fp32_gradient(g, c0.shape, c0.device) for g in (d_hn, d_cn))  # (B, H) fp32
     if steps > 0 and batch > 0:
         plan = launch.plan(4, hidden, batch, gates.dtype, gates.device, block_h)
         args = (w_hh, gates, cells, c0.contiguous(), lengths, d_out, d_gates, dh_buf, dc_buf)
@@ -419,7 +416,7 @@ def _lstm_bwd_impl(
                 _lstm_bwd_kernel, plan, steps, (*args, steps, batch, hidden), phased=True,
                 HAS_LENGTHS=lengths is not None, REVERSE=reverse,
             )  # fmt: skip
-    return dh_buf.to(d_hn.dtype, copy=True), dc_buf.to(d_cn.dtype, copy=True)
+    return common.in_dtype(dh_buf, c0.dtype), common.in_dtype(dc_buf, c0.dtype)
 
 
 # Registered with torch.library (what torch.compile traces); eager calls use the implementations directly
@@ -443,7 +440,7 @@ def _(gx, w_hh, h0, c0, lengths, reverse, save, block_h):
 
 @_lstm_bwd.register_fake
 def _(d_out, d_hn, d_cn, w_hh, gates, cells, c0, lengths, reverse, block_h, d_gates):
-    return d_hn.new_empty(d_hn.shape), d_cn.new_empty(d_cn.shape)
+    return c0.new_empty(c0.shape), c0.new_empty(c0.shape)
 
 
 def _setup_context(ctx, inputs, output):
@@ -458,10 +455,7 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, d_out, d_hn, d_cn, _d_gates, _d_cells):
     out, w_hh, h0, c0, gates, cells, lengths = ctx.saved_tensors
-    d_hn, d_cn = common.zeros_if_none(d_hn, h0), common.zeros_if_none(d_cn, c0)  # d_out may stay None
-    d_gx = common.gradient_buffer(
-        gates
-    )  # (T, B, 4H): the saved gates themselves when they are not needed again
+    d_gx = common.gradient_buffer(gates)  # (T, B, 4H): the saved gates themselves when not needed again
     bwd = common.op_or_impl(_lstm_bwd, _lstm_bwd_impl, w_hh)  # the custom op inside torch.compile
     dh0, dc0 = bwd(d_out, d_hn, d_cn, w_hh, gates, cells, c0, lengths, ctx.reverse, ctx.block_h, d_gx)
     d_w_hh = common.recurrent_weight_grad(d_gx, out, h0, lengths, ctx.reverse)  # (4H, H)

@@ -251,7 +251,7 @@ def _rnn_fwd_impl(
     steps, batch, hidden = gx.shape
     gx, w_hh = gx.contiguous(), w_hh.contiguous()
     out = common.new_buffer((steps, batch, hidden), gx.dtype, gx.device)
-    h_buf = h0.to(torch.float32).expand(2, batch, hidden).contiguous()  # (2, B, H) fp32
+    h_buf = common.fp32_state(h0, slots=2)  # (2, B, H) fp32: h0, then the steps in turn
     if steps > 0 and batch > 0:
         plan = launch.plan(1, hidden, batch, gx.dtype, gx.device, block_h)
         with common.device_guard(gx):
@@ -259,12 +259,12 @@ def _rnn_fwd_impl(
                 _rnn_fwd_kernel, plan, steps, (gx, w_hh, lengths, out, h_buf, steps, batch, hidden),
                 ACT=_ACT[nonlinearity], HAS_LENGTHS=lengths is not None, REVERSE=reverse,
             )  # fmt: skip
-    return out, h_buf[steps % 2].to(gx.dtype, copy=True)
+    return out, common.in_dtype(h_buf[steps % 2], gx.dtype)
 
 
 def _rnn_bwd_impl(
     d_out: Optional[Tensor],  # noqa: UP045  (None: the sequence output took no gradient)
-    d_hn: Tensor,
+    d_hn: Optional[Tensor],  # noqa: UP045  (None: the final state took none)
     w_hh: Tensor,
     out: Tensor,
     lengths: Optional[Tensor],  # noqa: UP045
@@ -277,7 +277,7 @@ def _rnn_bwd_impl(
     d_out = None if d_out is None else d_out.contiguous()
     w_hh = w_hh.contiguous()
     d_pre = common.new_buffer((steps, batch, hidden), out.dtype, out.device)
-    dh_buf = d_hn.to(torch.float32).clone().contiguous()
+    dh_buf = common.fp32_gradient(d_hn, out.shape[1:], out.device)  # (B, H) fp32
     if steps > 0 and batch > 0:
         plan = launch.plan(1, hidden, batch, out.dtype, out.device, block_h)
         args = (w_hh, out.contiguous(), lengths, d_out, d_pre, dh_buf, steps, batch, hidden)
@@ -286,7 +286,7 @@ def _rnn_bwd_impl(
                 _rnn_bwd_kernel, plan, steps, args, phased=True,
                 ACT=_ACT[nonlinearity], HAS_LENGTHS=lengths is not None, REVERSE=reverse,
             )  # fmt: skip
-    return d_pre, dh_buf.to(d_hn.dtype, copy=True)
+    return d_pre, common.in_dtype(dh_buf, out.dtype)
 
 
 # Registered with torch.library (what torch.compile traces); eager calls use the implementations directly
@@ -302,7 +302,7 @@ def _(gx, w_hh, h0, lengths, reverse, nonlinearity, block_h):
 
 @_rnn_bwd.register_fake
 def _(d_out, d_hn, w_hh, out, lengths, reverse, nonlinearity, block_h):
-    return out.new_empty(out.shape), d_hn.new_empty(d_hn.shape)
+    return out.new_empty(out.shape), out.new_empty(out.shape[1:])
 
 
 def _setup_context(ctx, inputs, output):
@@ -315,7 +315,6 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, d_out, d_hn):
     out, w_hh, h0, lengths = ctx.saved_tensors
-    d_hn = common.zeros_if_none(d_hn, h0)  # d_out may stay None: the kernel then skips it
     bwd = common.op_or_impl(_rnn_bwd, _rnn_bwd_impl, w_hh)  # the custom op inside torch.compile
     d_gx, dh0 = bwd(d_out, d_hn, w_hh, out, lengths, ctx.reverse, ctx.nonlinearity, ctx.block_h)
     d_w_hh = common.recurrent_weight_grad(d_gx, out, h0, lengths, ctx.reverse)  # (H, H)

@@ -151,7 +151,7 @@ class _RecurrentLayer(backends.BackendSwitch):
             layer_input = torch.cat(outputs, dim=2) if len(outputs) > 1 else outputs[0]  # (T, B, D*H)
             if self.dropout and self.training and layer < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout, training=True)
-        return layer_input, torch.stack(h_n), (torch.stack(c_n) if c_n else None)
+        return layer_input, _stack(h_n), (_stack(c_n) if c_n else None)
 
     def _run_direction(self, impl, layer, direction, layer_input, h0, c0, lengths, dtype):
         """One direction of one layer: (out (T, B, H), h_last, c_last or None)."""
@@ -201,6 +201,11 @@ class _RecurrentLayer(backends.BackendSwitch):
             out, lengths = out.index_select(1, order), lengths[order.cpu()]
         data = pack_padded_sequence(out, lengths, enforce_sorted=True).data
         return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices), state
+
+
+def _stack(states: list[torch.Tensor]) -> torch.Tensor:
+    """(L*D, B, H) from the L*D final states (B, H): a view of a single layer's one state, no copy."""
+    return states[0].unsqueeze(0) if len(states) == 1 else torch.stack(states)
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:

@@ -12,7 +12,13 @@ lookup, the same for any caller) and the GPU's launch latency. Three ways, side 
 - triton, custom ops: the same calls through the registered torch.library ops, the path torch.compile
   traces (and, before common.eager_autograd, every call);
 - torch.nn: backend "cudnn" (on the CPU oneDNN, on these tiny tensors: about its host time).
-The fastest of 9 runs of 200 calls each (noise only adds time), one thread.
+The fastest of 9 runs of 200 calls each (noise only adds time), one thread. On this shared 2-core machine
+runs in a row differ by up to ~40%: compare columns of one run, not runs.
+
+A second table counts the torch ops one forward+backward dispatches (TorchDispatchMode, launches stubbed,
+B=2, T=3), and those of them that would launch work on a GPU (everything but views and bare allocations):
+exact and repeatable, unlike the times. torch.nn's column is its CPU path (oneDNN), shown for scale; on a
+GPU its cuDNN calls launch several kernels each.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 from memory_model import kernel_launches_stubbed  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 from rnnlab.bench.grid import Row  # noqa: E402
 from rnnlab.bench.measure import make_case, steps_for  # noqa: E402
@@ -64,6 +71,43 @@ def through_custom_ops(cell: str):
         common.op_or_impl = op_or_impl
 
 
+ALLOCATIONS = {"empty", "empty_strided", "new_empty", "new_empty_strided"}
+
+
+class _OpLog(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(func)
+        return func(*args, **(kwargs or {}))
+
+
+def ops_per_call(fn) -> tuple[int, int]:
+    """(torch ops dispatched, those that launch GPU work) by one call of ``fn``, after two warm-up calls."""
+    fn(), fn()
+    with _OpLog() as log:
+        fn()
+    launching = [f for f in log.ops if not f.is_view and f.overloadpacket.__name__ not in ALLOCATIONS]
+    return len(log.ops), len(launching)
+
+
+def op_table(cells: list[str]) -> None:
+    print("\ntorch ops per forward+backward (all / launching GPU work), B=2 T=3 I=H=16\n")
+    print("| cell | dtype | triton | torch.nn (CPU path) |")
+    print("|---|---|---|---|")
+    for cell in cells:
+        for dtype in ("fp32", "bf16"):
+            layer, x, grad_out = make_case(Row(cell, 2, 3, 16, 16, dtype), "cpu")
+            counts = []
+            for backend in ("triton", "cudnn"):
+                _, forward_backward = steps_for(layer, backend, x, grad_out)
+                with kernel_launches_stubbed():
+                    counts.append("{} / {}".format(*ops_per_call(forward_backward)))
+            print(f"| {cell.upper()} | {dtype} | " + " | ".join(counts) + " |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cells", nargs="+", default=["lstm", "gru", "rnn"], choices=["lstm", "gru", "rnn"])
@@ -86,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                 times = microseconds_per_call(forward), microseconds_per_call(forward_backward)
             cells.append("{:.0f} / {:.0f}".format(*times))
         print(f"| {cell.upper()} | " + " | ".join(cells) + " |")
+    op_table(args.cells)
     return 0
 
 

@@ -29,8 +29,33 @@ def test_prints_three_timed_ways_and_restores_the_eager_path(monkeypatch, capsys
     monkeypatch.setattr(script, "CALLS", 3)
     monkeypatch.setattr(script, "RUNS", 1)
     assert script.main(["--cells", "rnn"]) == 0
-    row = capsys.readouterr().out.strip().splitlines()[-1]
-    pairs = re.findall(r"(\d+) / (\d+)", row)
-    assert row.startswith("| RNN |") and len(pairs) == 3, row
+    lines = capsys.readouterr().out.strip().splitlines()
+    timed = [
+        line for line in lines if line.startswith("| RNN |") and "fp32" not in line and "bf16" not in line
+    ]
+    assert len(timed) == 1, lines
+    pairs = re.findall(r"(\d+) / (\d+)", timed[0])
+    assert len(pairs) == 3, timed
     assert all(int(fwd) > 0 and int(both) > 0 for fwd, both in pairs)
     assert rnn._rnn_forward is entry and common.op_or_impl is op_or_impl
+    counted = {line.split("|")[2].strip(): line for line in lines if line.startswith("| RNN | ")}
+    assert {"fp32", "bf16"} <= set(counted), lines
+    for line in (counted["fp32"], counted["bf16"]):
+        (total, launching), _ = re.findall(r"(\d+) / (\d+)", line)
+        assert 0 < int(launching) < int(total), line
+
+
+def test_counts_the_ops_a_call_dispatches():
+    """ops_per_call counts every dispatched op once and leaves views and bare allocations out of the
+    launching count."""
+    import torch
+
+    script = load_script()
+    x = torch.randn(4, 4)
+
+    def call():
+        y = torch.empty(4, 4)  # allocation: not launching
+        y.copy_(x)  # launching
+        return (y.t() + 1).sum()  # t: a view; add and sum: launching
+
+    assert script.ops_per_call(call) == (5, 3)

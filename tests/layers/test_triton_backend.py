@@ -72,3 +72,34 @@ def test_triton_layer_under_autocast(cell):
     assert_relative_close(out_t, out_r, 3e-2, "output")
     for g_t, g_r in zip(grads_t, grads_r, strict=True):
         assert_relative_close(g_t, g_r, 5e-2, "gradient")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
+def test_final_states_can_be_modified_in_place(cell, dtype):
+    """A single layer's final states are handed back without a copy (the kernel's own fp32 buffer, or its
+    conversion), yet they behave like torch.nn's: modifying them in place, with or without gradients, is
+    allowed and leaves the output and the gradients unchanged."""
+    cls, extra = CELLS[cell]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    layer = cls(4, 5, **extra).to(device=device, dtype=dtype)
+    x = torch.randn(6, 3, 4, device=device, dtype=dtype)
+    layer.backend = "triton"
+    with torch.no_grad():
+        _, state = layer(x)
+    expected = [s.clone() for s in flatten_states(state)]
+    for s in flatten_states(state):
+        s.mul_(2)
+    for s, e in zip(flatten_states(state), expected, strict=True):
+        torch.testing.assert_close(s, 2 * e)
+    results = []
+    for modify in (False, True):
+        layer.zero_grad()
+        out, state = layer(x)
+        if modify:
+            for s in flatten_states(state):
+                s.zero_()
+        out.float().square().sum().backward()
+        results.append([out.detach().clone()] + [p.grad.clone() for p in layer.parameters()])
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
