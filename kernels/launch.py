@@ -88,6 +88,13 @@ def resident_elements() -> int:
     return _int_knob("RNNLAB_RESIDENT_ELEMENTS", RESIDENT_ELEMENTS, "elements")
 
 
+def resident_state() -> int:
+    """RESIDENT_STATE, or RNNLAB_RESIDENT_STATE for comparisons (16384, with RNNLAB_RESIDENT_ELEMENTS=65536,
+    lets LSTM at H=768 (BH 1024) hold its 16-column slices of W_hh: bf16/fp16 only, 196 KB of shared memory
+    on sm_90)."""
+    return _int_knob("RNNLAB_RESIDENT_STATE", RESIDENT_STATE, "elements")
+
+
 def on_chip_bytes() -> int:
     """ON_CHIP_BYTES, or RNNLAB_ON_CHIP_BYTES for comparisons (65536 gives the earlier bound: bf16/fp16
     LSTM and GRU on chip only to H=64)."""
@@ -153,6 +160,7 @@ def plan(
         on_chip_bytes=on_chip_bytes(),
         resident=resident_allowed(),
         resident_elements=resident_elements(),
+        resident_state=resident_state(),
         tile=tuple(_tile_override().items()),
         prefetch=prefetch_allowed(),
         grid_sync=grid_sync_allowed(),
@@ -163,8 +171,8 @@ def plan(
 
 class _Settings(NamedTuple):
     """The environment of a plan: the device's SM count, the interpreter, the fp32 dot precision, the
-    RNNLAB_* knobs (on-chip bytes, resident and its bound, tile override, prefetch, grid sync, widest batch
-    tile)."""
+    RNNLAB_* knobs (on-chip bytes, resident and its two bounds, tile override, prefetch, grid sync, widest
+    batch tile)."""
 
     sms: int
     interpreted: bool
@@ -172,6 +180,7 @@ class _Settings(NamedTuple):
     on_chip_bytes: int
     resident: bool
     resident_elements: int
+    resident_state: int
     tile: tuple
     prefetch: bool
     grid_sync: bool
@@ -209,7 +218,7 @@ def _make_plan(gates, hidden, batch, dtype, block_h, allow_on_chip, settings: _S
         not on_chip
         and n_progs == -(-hidden // block_n)
         and gates * padded * block_n <= settings.resident_elements
-        and block_b * padded <= RESIDENT_STATE
+        and block_b * padded <= settings.resident_state
         and settings.resident
     )
     if resident:

@@ -7,10 +7,12 @@
 #   run(command="bash scripts/gpu_check.sh", carry=[".device"], timeout_s=590)
 #
 # GPU_CHECK_QUICK=1 runs the quick benchmark grid (fp32 and bf16, two rows per cell) instead of the full one;
-# BACKENDS (default "cudnn triton reference") picks the benchmark's backends; TESTS=0 / TUNE=0 skip phase 3
-# / phases 4 and 5; BENCH_S / TESTS_S / TUNE_S (each group) / HOST_S bound the phases (seconds). If the grid-barrier
-# smoke test fails or hangs, the rest runs with RNNLAB_GRID_SYNC=0 (the split path launched step by step),
-# and the log says so.
+# BACKENDS (default "cudnn triton": run 4's table has the reference path's times) picks the benchmark's
+# backends; TESTS=0 / TUNE=0 skip phase 3 / phases 5 and 6. SMOKE_S / BENCH_S / TESTS_S / MEMORY_S / TUNE_S
+# (each group) / HOST_S / HOST_COMPILED_S bound the phases (seconds), and BUDGET_S (default 570, for a
+# 590-second call) bounds them all: a phase gets at most what is left, and one with under 15 s left is
+# skipped (the log says so). If the grid-barrier smoke test fails or hangs, the rest runs with
+# RNNLAB_GRID_SYNC=0 (the split path launched step by step), and the log says so.
 set -uo pipefail
 out=${OUT:-/tmp/rnnlab-gpu}
 mkdir -p "$out"
@@ -20,11 +22,23 @@ source .device/setup.sh > "$out/setup.log" 2>&1 || { cat "$out/setup.log"; exit 
 tail -3 "$out/setup.log"                               # piped `source` would run in a subshell and lose its exports
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
 python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$out/gpu.txt"
+budget=${BUDGET_S:-570}
+# bounded SECONDS COMMAND...: run it for at most its own bound or what is left of the budget, whichever is
+# less; with under 15 s left, skip it (exit 124, as timeout's).
+bounded() {
+    local want=$1 left=$((budget - SECONDS))
+    shift
+    if ((left < 15)); then
+        echo "out of time, skipped: $* ($left s left of $budget)" | tee -a "$out/gpu.txt"
+        return 124
+    fi
+    timeout $((want < left ? want : left)) "$@"
+}
 workers=()
 python -c "import xdist" 2>/dev/null && workers=(-n 12)
 
 # 1. The grid barrier: one launch with a barrier per step against step-by-step launches, every cell.
-timeout "${SMOKE_S:-60}" python -m pytest tests/kernels/test_gpu.py -k grid_barrier "${workers[@]}" -q -p no:cacheprovider \
+bounded "${SMOKE_S:-60}" python -m pytest tests/kernels/test_gpu.py -k grid_barrier "${workers[@]}" -q -p no:cacheprovider \
     > "$out/smoke.log" 2>&1
 smoke=$?
 tail -5 "$out/smoke.log"
@@ -36,58 +50,73 @@ fi
 # 2. The benchmark, on a quiet GPU.
 quick=()
 [ "${GPU_CHECK_QUICK:-0}" = 1 ] && quick=(--quick)
-read -r -a backends <<< "${BACKENDS:-cudnn triton reference}"
-timeout "${BENCH_S:-230}" rnnlab-bench --device cuda "${quick[@]}" --backends "${backends[@]}" --markdown \
+read -r -a backends <<< "${BACKENDS:-cudnn triton}"
+bounded "${BENCH_S:-230}" rnnlab-bench --device cuda "${quick[@]}" --backends "${backends[@]}" --markdown \
     --csv "$out/bench-cuda.csv" --plot "$out/bench-cuda.png" > "$out/bench-cuda.log" 2>&1
 echo "bench exit $?"
 grep -A200 "^| cell" "$out/bench-cuda.log" | grep -v reference
 
 # 3. Every kernel test compiled on CUDA, and the layers on backend="triton", torch.compile included.
 if [ "${TESTS:-1}" = 1 ]; then
-    timeout "${TESTS_S:-90}" python -m pytest tests/kernels tests/layers/test_triton_backend.py \
+    bounded "${TESTS_S:-90}" python -m pytest tests/kernels tests/layers/test_triton_backend.py \
         tests/layers/test_layer_compile.py tests/layers/test_bidirectional_streams.py "${workers[@]}" -q -rfE \
         -p no:cacheprovider > "$out/gpu-tests.log" 2>&1
     echo "pytest exit $?"
     tail -15 "$out/gpu-tests.log"
 fi
 
-# 4. Knob settings side by side (experiments/kernels/knob_ab.py): one process per group, the settings
+# 4. What is alive at the peak of one forward+backward (experiments/kernels/memory_peak.py), from the
+# caching allocator's history, triton beside cuDNN: the four bf16 rows run 4 measured above cuDNN's peak,
+# and rows where the CPU model (memory_model.py) counts less than the GPU uses (RNN fp32: 24 vs 40 MB).
+bounded "${MEMORY_S:-45}" python experiments/kernels/memory_peak.py --backends triton cudnn --rows \
+    lstm,16,1024,128,128,bf16 gru,16,1024,128,128,bf16 lstm,16,512,768,768,bf16 lstm,64,256,512,512,bf16 \
+    rnn,16,1024,128,128,fp32 > "$out/memory-peak.log" 2>&1
+echo "memory_peak exit $?"
+grep -e "peak" "$out/memory-peak.log"
+
+# 5. Knob settings side by side (experiments/kernels/knob_ab.py): one process per group, the settings
 # interleaved round by round with cuDNN, and the device time of each kernel of one forward+backward
 # (--profile). A group is "rows|settings" (space-separated each); TUNE_GROUPS (groups separated by ";")
 # replaces the default groups. Knobs (kernels/launch.py): RNNLAB_ON_CHIP_BYTES, RNNLAB_PREFETCH,
-# RNNLAB_RESIDENT, RNNLAB_RESIDENT_ELEMENTS, RNNLAB_MAX_BLOCK_B, RNNLAB_TILE=BLOCK_N,BLOCK_K,warps,stages;
-# several knobs in one setting joined by commas; a row cell,B,T,I,H,dtype[,bi]. The default groups, after
-# run 4, most wanted first (a group cut short by the limit loses only itself):
+# RNNLAB_RESIDENT, RNNLAB_RESIDENT_ELEMENTS, RNNLAB_RESIDENT_STATE, RNNLAB_MAX_BLOCK_B,
+# RNNLAB_TILE=BLOCK_N,BLOCK_K,warps,stages; several knobs in one setting joined by commas; a row cell,B,T,I,H,dtype[,bi]. The default groups, most
+# wanted first (a group cut short by the limit loses only itself; every setting was compiled for sm_90
+# first: experiments/kernels/sm90-triton3.6-next-run.txt has its registers, spills and shared memory):
 # - fp32 H=128 LSTM/GRU (resident, 16-column slices) with 32- and 64-column slices: compiled for sm_90,
 #   a 16-row by 16-column tile repeats each MMA in all 4 warps, a 32-column tile splits them 4 ways;
+# - LSTM B=16 H=768 fp16/bf16 (streamed, 16-column tiles) with W_hh resident (16 x 1024 x 4 slices: 192 KB
+#   of shared memory, and the forward spills) or with 32-column streamed tiles;
+# - fp32 LSTM B=256 H=1024 and B=8 H=2048 (streamed, 32-deep K tiles) with 64-deep K tiles, 8 warps, 2
+#   stages (4 stages would need 384 KB of shared memory at B=256);
 # - bidirectional layers with the reverse direction on a second CUDA stream (RNNLAB_BIDIR_STREAMS=1);
-# - LSTM B=16 H=768 fp16 and B=8 H=2048 bf16 (streamed, 16-column tiles) with 32-column tiles;
 # - GRU H=128 fp16 without prefetch (its saving forward's kernel was 5% faster so), LSTM B=64 with
 #   16-row batch tiles (GRU's 16-row tiles beat cuDNN by more there).
 [ "${TUNE:-1}" = 1 ] || exit 0
 default_groups="lstm,16,1024,128,128,fp32 gru,16,1024,128,128,fp32|RNNLAB_TILE=32,32,4,3 \
 RNNLAB_TILE=64,32,4,3,RNNLAB_RESIDENT_ELEMENTS=32768;\
+lstm,16,512,768,768,fp16 lstm,16,512,768,768,bf16|RNNLAB_RESIDENT_ELEMENTS=65536,RNNLAB_RESIDENT_STATE=16384 \
+RNNLAB_TILE=32,64,4,4;\
+lstm,256,128,1024,1024,fp32 lstm,8,256,2048,2048,fp32|RNNLAB_TILE=0,64,8,2;\
 lstm,16,1024,128,128,bf16,bi gru,32,100,64,128,fp16,bi|RNNLAB_BIDIR_STREAMS=1;\
-lstm,16,512,768,768,fp16 lstm,8,256,2048,2048,bf16|RNNLAB_TILE=32,64,4,4;\
 gru,16,1024,128,128,fp16 lstm,64,256,512,512,fp16|RNNLAB_PREFETCH=0 RNNLAB_MAX_BLOCK_B=16"
 IFS=";" read -r -a groups <<< "${TUNE_GROUPS:-$default_groups}"
 : > "$out/tune.log"
 for index in "${!groups[@]}"; do
     read -r -a rows <<< "${groups[$index]%%|*}"
     read -r -a settings <<< "${groups[$index]#*|}"
-    timeout "${TUNE_S:-55}" python experiments/kernels/knob_ab.py --rows "${rows[@]}" --settings default \
+    bounded "${TUNE_S:-55}" python experiments/kernels/knob_ab.py --rows "${rows[@]}" --settings default \
         "${settings[@]}" --rounds 3 --profile --csv "$out/tune-$index.csv" >> "$out/tune.log" 2>&1
     echo "knob_ab group $index exit $?"
 done
 grep -v -e "^  " -e Warning "$out/tune.log"
 
-# 5. Where the host time of a short call goes (experiments/kernels/host_profile.py): back-to-back and waited
+# 6. Where the host time of a short call goes (experiments/kernels/host_profile.py): back-to-back and waited
 # wall time per call and a cProfile, triton beside cudnn; then the same through torch.compile with
 # mode="reduce-overhead" (CUDA graphs: the remedy to try where the host is the bottleneck).
 row=${HOST_ROW:-lstm,32,100,64,128,fp16}
-timeout "${HOST_S:-30}" python experiments/kernels/host_profile.py --row "$row" > "$out/host-profile.log" 2>&1
+bounded "${HOST_S:-30}" python experiments/kernels/host_profile.py --row "$row" > "$out/host-profile.log" 2>&1
 echo "host_profile exit $?"
-timeout "${HOST_COMPILED_S:-60}" python experiments/kernels/host_profile.py --row "$row" --top 10 \
+bounded "${HOST_COMPILED_S:-60}" python experiments/kernels/host_profile.py --row "$row" --top 10 \
     --compile reduce-overhead > "$out/host-profile-compiled.log" 2>&1
 echo "host_profile --compile exit $?"
 grep -h "a call" "$out/host-profile.log" "$out/host-profile-compiled.log"

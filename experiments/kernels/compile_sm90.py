@@ -16,6 +16,13 @@ of 16, so it vectorizes the state and gate accesses (without --aligned: the code
 each kernel's time loop issues (``time_loop``). ``--tile-widths`` compiles only the split path's 16-row
 tiles at 16, 32 and 64 columns (``tile_widths``).
 
+    python experiments/kernels/compile_sm90.py --loops --rows lstm,16,512,768,768,fp16 \
+        --settings default RNNLAB_RESIDENT_ELEMENTS=65536
+
+compiles, aligned, the forward and backward that kernels/launch.py plans for each row (knob_ab.py's
+cell,B,T,I,H,dtype) on an H100's 132 SMs under each setting of the RNNLAB_* knobs (knob_ab.py's syntax):
+a setting planned for a GPU run is checked here first for spills and for shared memory over 227 KB.
+
 Variants: LSTM, GRU, RNN (tanh) x forward/backward (and backward without a sequence gradient, d_out=None) x
 the paths of kernels/launch.py (on chip at BH = 64, and for bf16 also at the largest on-chip BH; split
 resident; split streamed with 16- and 64-row tiles) x fp32 (TF32) and bf16, with lengths and a grid barrier.
@@ -26,20 +33,28 @@ PYTHONPATH to check that version.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import re
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 os.environ.pop("TRITON_INTERPRET", None)  # compile for the GPU, not the interpreter
 os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton 3.9 warns when unset; 1 is its default
 
+import torch  # noqa: E402
 import triton  # noqa: E402
 from rnnlab.kernels import common, gru, launch, lstm, rnn  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
+
+from rnnlab.bench.grid import DTYPES as ROW_DTYPES  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from knob_ab import knobs_set, parse_row, parse_setting  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)
 FP32_BUFFERS = {"h_buf", "c_buf", "dh_buf", "dc_buf"}  # the fp32 state scratch
@@ -187,14 +202,48 @@ def tile_widths(loops: bool) -> None:
                     print(f"{label:40s} {compile_variant(fn, dtype, settings, True, loops)}", flush=True)
 
 
+def planned(rows: list, settings: list[dict], loops: bool) -> None:
+    """The kernels launch.plan gives each row under each knob setting, on an H100 (132 SMs), compiled."""
+    for row in rows:
+        fwd, bwd, cell_constants = CELLS[row.cell]
+        dtype = ROW_DTYPES[row.dtype]
+        for knobs in settings:
+            with knobs_set(knobs), _h100_sms():
+                plan = launch.plan(common.GATES[row.cell], row.hidden, row.batch, dtype, torch.device("cuda"))
+            shared = dict(plan.meta, SYNC=plan.sync, HAS_LENGTHS=False, REVERSE=False, **cell_constants)
+            name = ",".join(f"{k}={v}" for k, v in knobs.items()) or "default"
+            path = "on chip" if plan.meta["ON_CHIP"] else "resident" if plan.meta["RESIDENT"] else "streamed"
+            tiles = "x".join(str(plan.meta[k]) for k in ("BLOCK_B", "BLOCK_N", "BLOCK_K"))
+            print(f"# {row.cell},{row.batch},{row.steps},{row.input_size},{row.hidden},{row.dtype} {name}: "
+                  f"{path}, grid {plan.grid}, tiles {tiles}, {plan.meta.get('num_warps')} warps")  # fmt: skip
+            for kind, (fn, variant) in kernel_variants(fwd, bwd, shared, without_d_out=False).items():
+                print(f"  {kind:4s} {compile_variant(fn, row.dtype, variant, True, loops)}", flush=True)
+
+
+@contextlib.contextmanager
+def _h100_sms():
+    saved = launch.num_sms
+    launch.num_sms = lambda device: 132
+    try:
+        yield
+    finally:
+        launch.num_sms = saved
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--aligned", action="store_true", help="B, H and pointers divisible by 16")
     parser.add_argument("--no-prefetch", action="store_true", help="as RNNLAB_PREFETCH=0 runs them")
     parser.add_argument("--loops", action="store_true", help="also the instruction mix of the time loop")
     parser.add_argument("--tile-widths", action="store_true", help="only the 16-row split tiles' widths")
+    parser.add_argument("--rows", nargs="+", default=[], metavar="cell,B,T,I,H,dtype", help="planned rows")
+    parser.add_argument("--settings", nargs="+", default=["default"], metavar="RNNLAB_X=V[,...]")
     args = parser.parse_args(argv)
     aligned, prefetch, loops = args.aligned, not args.no_prefetch, args.loops
+    if args.rows:
+        print(f"# triton {triton.__version__}, target sm_90, aligned, as kernels/launch.py plans on 132 SMs")
+        planned([parse_row(r) for r in args.rows], [parse_setting(s) for s in args.settings], loops)
+        return 0
     if args.tile_widths:
         print(f"# triton {triton.__version__}, target sm_90, aligned, 16-row split tiles by width")
         tile_widths(loops)

@@ -23,6 +23,7 @@ import contextlib
 import csv
 import os
 import sys
+import traceback
 import weakref
 from pathlib import Path
 
@@ -35,18 +36,24 @@ from rnnlab.bench.grid import Row, grid
 from rnnlab.bench.measure import make_case, steps_for
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]  # the repository
+THIS_FILE = Path(__file__).resolve()  # the counting mode's own frames are not a site
 ALLOCATION_GRANULE = 512  # bytes: the CUDA caching allocator's rounding of every block
 
 
 class LiveBytes(TorchDispatchMode):
-    """Bytes of the storages created by ops inside the block and still referenced; ``peak`` its maximum."""
+    """Bytes of the storages created by ops inside the block and still referenced; ``peak`` its maximum.
+    With ``sites``, also what was alive at the peak: ``at_peak`` maps each storage to (bytes, the op that
+    made it, the innermost Python frame of this project that called it)."""
 
-    def __init__(self, existing: list[torch.Tensor]):
+    def __init__(self, existing: list[torch.Tensor], sites: bool = False):
         super().__init__()
         self.live: dict[int, int] = {t.untyped_storage().data_ptr(): 0 for t in existing}
         self.current = self.peak = 0
+        self.sites: dict[int, tuple[int, str, str]] | None = {} if sites else None
+        self.at_peak: dict[int, tuple[int, str, str]] = {}
 
-    def _count(self, tensor: torch.Tensor) -> None:
+    def _count(self, tensor: torch.Tensor, op: str) -> None:
         storage = tensor.untyped_storage()
         key = storage.data_ptr()
         if key in self.live or storage.nbytes() == 0:
@@ -54,18 +61,48 @@ class LiveBytes(TorchDispatchMode):
         size = -(-storage.nbytes() // ALLOCATION_GRANULE) * ALLOCATION_GRANULE
         self.live[key] = size
         self.current += size
-        self.peak = max(self.peak, self.current)
+        if self.sites is not None:
+            self.sites[key] = (size, op, project_site(traceback.extract_stack()[::-1]))
+        if self.current > self.peak:
+            self.peak = self.current
+            if self.sites is not None:
+                self.at_peak = dict(self.sites)
         weakref.finalize(storage, self._free, key)
 
     def _free(self, key: int) -> None:
         self.current -= self.live.pop(key, 0)
+        if self.sites is not None:
+            self.sites.pop(key, None)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         for t in out if isinstance(out, (tuple, list)) else (out,):
             if isinstance(t, torch.Tensor):
-                self._count(t)
+                self._count(t, func.overloadpacket.__name__)
         return out
+
+
+def project_site(frames, depth: int = 2) -> str:
+    """Where an allocation was made: the ``depth`` innermost frames in this project's own code (rnnlab/,
+    kernels/, experiments/; bench/measure.py and the scripts are the outermost), as ``file:line function``
+    joined by " < " (callee < caller). ``frames``: traceback FrameSummary objects or the allocator's
+    {"filename", "line", "name"} dicts, in either order (the outermost project frame, a script's or the
+    benchmark's, tells which end is innermost); "-" when none is ours (an autograd node running in C++)."""
+    ours = []
+    for frame in frames:
+        name, line, func = (
+            (frame["filename"], frame["line"], frame["name"])
+            if isinstance(frame, dict)
+            else (frame.filename, frame.lineno, frame.name)
+        )
+        path = Path(name)
+        if path.is_relative_to(ROOT) and not path.is_relative_to(ROOT / ".venv") and path != THIS_FILE:
+            ours.append((path.relative_to(ROOT), line, func))
+    if not ours:
+        return "-"
+    if ours[0][0].parts[0] == "experiments" or ours[0][0].name == "measure.py":
+        ours.reverse()  # given outermost first
+    return " < ".join(f"{path}:{line} {func}" for path, line, func in ours[:depth])
 
 
 @contextlib.contextmanager
@@ -90,13 +127,19 @@ def kernel_launches_stubbed():
 def modeled_peak_mb(row: Row) -> float:
     """The triton backend's peak MB for one forward+backward of ``row``, as the benchmark measures it (the
     layer, input and output gradient exist before the call and are not counted)."""
+    return modeled_peak(row).peak / 2**20
+
+
+def modeled_peak(row: Row, sites: bool = False, backend: str = "triton") -> LiveBytes:
+    """The counting mode after one forward+backward of ``row`` on CPU tensors (``sites``: with what was
+    alive at the peak, see LiveBytes)."""
     layer, x, grad_out = make_case(row, "cpu")
-    _, forward_backward = steps_for(layer, "triton", x, grad_out)
-    mode = LiveBytes([x, grad_out, *layer.parameters()])
+    _, forward_backward = steps_for(layer, backend, x, grad_out)
+    mode = LiveBytes([x, grad_out, *layer.parameters()], sites=sites)
     with kernel_launches_stubbed(), mode:
         grads = forward_backward()
         del grads
-    return mode.peak / 2**20
+    return mode
 
 
 def _measured(path: Path) -> dict[tuple, dict[str, float]]:

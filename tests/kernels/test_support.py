@@ -182,6 +182,25 @@ def test_resident_bound_can_be_set_for_comparisons(monkeypatch):
         launch.plan(4, 128, 16, torch.float32, CUDA)
 
 
+def test_resident_state_bound_can_be_set_for_comparisons(monkeypatch):
+    """fp16 LSTM at H = 768 (BH 1024) streams W_hh by default; its 16-column slices (4 x 1024 x 16 elements)
+    become resident only with both bounds raised, the slice's and the state tile's (16 x 1024)."""
+    from rnnlab.kernels import launch
+
+    monkeypatch.setattr(launch, "num_sms", lambda device: 132)
+    for name in ("RNNLAB_TILE", "RNNLAB_RESIDENT_ELEMENTS", "RNNLAB_RESIDENT_STATE"):
+        monkeypatch.delenv(name, raising=False)
+    assert not launch.plan(4, 768, 16, torch.float16, CUDA).meta["RESIDENT"]
+    monkeypatch.setenv("RNNLAB_RESIDENT_ELEMENTS", "65536")
+    assert not launch.plan(4, 768, 16, torch.float16, CUDA).meta["RESIDENT"]  # the state tile is over
+    monkeypatch.setenv("RNNLAB_RESIDENT_STATE", "16384")
+    plan = launch.plan(4, 768, 16, torch.float16, CUDA)
+    assert plan.meta["RESIDENT"] and plan.meta["BLOCK_K"] == 1024 and plan.grid == (1, 48)
+    monkeypatch.setenv("RNNLAB_RESIDENT_STATE", "lots")
+    with pytest.raises(ValueError, match="RNNLAB_RESIDENT_STATE"):
+        launch.plan(4, 768, 16, torch.float16, CUDA)
+
+
 class _SmallDevice:
     """A stand-in for a compiled kernel on a card with less shared memory than the on-chip kernel needs:
     Triton refuses such a launch with OutOfResources before it starts. Records the launches it accepts."""

@@ -1,0 +1,33 @@
+"""experiments/kernels/compile_sm90.py --rows: the kernels kernels/launch.py plans for a GPU run's rows and
+knob settings (compilation itself is stubbed here: it needs Triton's sm_90 toolchain and minutes)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parents[2] / "experiments" / "kernels"
+
+
+def test_plans_each_row_under_each_setting_as_on_an_h100(monkeypatch, capsys):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # the script drops it on import; restored after the test
+    sys.path.insert(0, str(HERE))
+    try:
+        spec = importlib.util.spec_from_file_location("compile_sm90", HERE / "compile_sm90.py")
+        script = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(script)
+    finally:
+        sys.path.remove(str(HERE))
+    compiled = []
+    monkeypatch.setattr(script, "compile_variant", lambda fn, dtype, meta, *a: compiled.append(meta) or "ok")
+    argv = ["--rows", "lstm,16,512,768,768,fp16", "--settings", "default"]
+    argv.append("RNNLAB_RESIDENT_ELEMENTS=65536,RNNLAB_RESIDENT_STATE=16384")
+    assert script.main(argv) == 0
+    out = capsys.readouterr().out
+    plans = [line for line in out.splitlines() if line.startswith("# lstm")]
+    assert "default: streamed, grid (1, 48), tiles 16x16x64" in plans[0], out
+    assert "resident, grid (1, 48), tiles 16x16x1024, 8 warps" in plans[1], out
+    assert [m["RESIDENT"] for m in compiled] == [False, False, True, True]  # forward and backward each
+    assert {m.get("PHASE1") for m in compiled} == {None, True}
+    assert "RNNLAB_RESIDENT_STATE" not in __import__("os").environ

@@ -1,0 +1,76 @@
+"""experiments/kernels/memory_peak.py: what is alive at the peak of one forward+backward."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parents[2] / "experiments" / "kernels"
+ROOT = HERE.parents[1]
+
+
+def load_script():
+    sys.path.insert(0, str(HERE))  # it imports knob_ab and memory_model from its folder
+    try:
+        spec = importlib.util.spec_from_file_location("memory_peak", HERE / "memory_peak.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(HERE))
+    return module
+
+
+def frame(path: str, line: int, name: str) -> dict:
+    return {"filename": str(ROOT / path), "line": line, "name": name}
+
+
+def test_replays_an_allocator_trace_to_its_peak():
+    script = load_script()
+    fwd = [frame("kernels/lstm.py", 10, "fwd"), frame("rnnlab/bench/measure.py", 5, "forward_backward")]
+    bwd = [frame("kernels/lstm.py", 20, "bwd")]
+    trace = [
+        {"action": "alloc", "addr": 1, "size": 100, "frames": fwd},
+        {"action": "alloc", "addr": 2, "size": 50, "frames": fwd},
+        {"action": "free_requested", "addr": 1, "size": 100, "frames": []},  # not yet free
+        {"action": "alloc", "addr": 3, "size": 30, "frames": bwd},  # the peak: 180
+        {"action": "free_completed", "addr": 1, "size": 100, "frames": []},
+        {"action": "free_completed", "addr": 99, "size": 7, "frames": []},  # made before the trace: ignored
+        {"action": "alloc", "addr": 4, "size": 120, "frames": []},  # 200, a new peak, from C++
+        {"action": "free_completed", "addr": 4, "size": 120, "frames": []},
+    ]
+    peak, blocks = script.live_at_peak(trace)
+    assert peak == 200
+    sites = dict((site, size) for size, _, site in script.by_site(blocks))
+    assert sites == {
+        "kernels/lstm.py:10 fwd < rnnlab/bench/measure.py:5 forward_backward": 50,
+        "kernels/lstm.py:20 bwd": 30,
+        "-": 120,
+    }
+    assert script.by_site([(5, "a"), (7, "b"), (5, "a")]) == [(10, 2, "a"), (7, 1, "b")]
+
+
+def test_sites_read_frames_in_either_order():
+    script = load_script()
+    innermost_first = [
+        frame("kernels/common.py", 97, "new_buffer"),
+        frame("kernels/lstm.py", 376, "_lstm_fwd_impl"),
+        {"filename": "/usr/lib/python3/site-packages/torch/nn/modules/module.py", "line": 1, "name": "x"},
+        frame("rnnlab/bench/measure.py", 65, "forward_backward"),
+        frame("experiments/kernels/memory_peak.py", 1, "main"),
+    ]
+    expected = "kernels/common.py:97 new_buffer < kernels/lstm.py:376 _lstm_fwd_impl"
+    assert script.project_site(innermost_first) == expected
+    assert script.project_site(innermost_first[::-1]) == expected
+    assert script.project_site(innermost_first[2:3]) == "-"
+
+
+def test_prints_the_cpu_model_at_its_peak(capsys):
+    script = load_script()
+    argv = ["--device", "cpu", "--rows", "lstm,3,5,8,20,fp32", "--backends", "triton", "cudnn"]
+    assert script.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "CPU model's peak" in out and "no CPU model of cuDNN" in out
+    rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| ") and "kernels/" in line]
+    assert any("_lstm_fwd_impl" in cells[2] for cells in rows), out
+    assert all(float(cells[0].strip("| ")) >= 0 for cells in rows)
