@@ -7,9 +7,11 @@ Same math and conventions as ``rnnlab.reference.lstm`` (torch.nn gate order i, f
     h_t = o * tanh(c_t)
 
 Saved for backward: the post-activation gates (T, B, 4H) and the cell states (T, B, H) in the input dtype, and
-``out`` (returned anyway). The backward kernel writes dG (T, B, 4H) = d gx, into the saved gates themselves
-when the graph is not kept (``common.gradient_buffer``), and returns dh0 and dc0; dW_hh is two GEMMs over all
-steps afterwards, on ``out`` and h0 (``common.recurrent_weight_grad``).
+``out`` (returned anyway). A caller that owns gx and will not read it again (the layers) may have the gates
+written over it (``overwrite_gx``): each step's gx is read before its gates are stored in the same place.
+The backward kernel writes dG (T, B, 4H) = d gx, into the saved gates themselves when the graph is not kept
+(``common.gradient_buffer``), and returns dh0 and dc0; dW_hh is two GEMMs over all steps afterwards, on
+``out`` and h0 (``common.recurrent_weight_grad``).
 Paths (on chip, split resident, split streamed) and launches: see ``kernels/launch.py``.
 """
 
@@ -366,14 +368,19 @@ def _lstm_fwd_impl(
     reverse: bool,
     save: bool,
     block_h: int,
+    overwrite_gx: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Returns out (T, B, H), h_n, c_n, and for backward gates (T, B, 4H), cells (T, B, H) (empty unless
-    ``save``)."""
+    ``save``). With ``save`` and ``overwrite_gx`` the gates are gx itself, overwritten (never under
+    torch.compile: the registered op does not declare the mutation)."""
     steps, batch, four_h = gx.shape
     hidden = four_h // 4
     gx, w_hh = gx.contiguous(), w_hh.contiguous()
     out = common.new_buffer((steps, batch, hidden), gx.dtype, gx.device)
-    gates = common.new_buffer((steps, batch, four_h) if save else (0,), gx.dtype, gx.device)
+    if save and overwrite_gx:
+        gates = gx  # element by element, each step's gx is read before its gates are stored over it
+    else:
+        gates = common.new_buffer((steps, batch, four_h) if save else (0,), gx.dtype, gx.device)
     cells = common.new_buffer((steps, batch, hidden) if save else (0,), gx.dtype, gx.device)
     h_buf = common.fp32_state(h0, slots=2)  # (2, B, H) fp32: h0, then the steps in turn
     c_buf = common.fp32_state(c0)  # (B, H) fp32
@@ -426,7 +433,7 @@ _lstm_bwd = torch.library.custom_op("rnnlab::lstm_bwd", _lstm_bwd_impl, mutates_
 
 
 @_lstm_fwd.register_fake
-def _(gx, w_hh, h0, c0, lengths, reverse, save, block_h):
+def _(gx, w_hh, h0, c0, lengths, reverse, save, block_h, overwrite_gx):
     steps, batch, four_h = gx.shape
     state = gx.new_empty(steps, batch, four_h // 4)
     return (
@@ -444,10 +451,12 @@ def _(d_out, d_hn, d_cn, w_hh, gates, cells, c0, lengths, reverse, block_h, d_ga
 
 
 def _setup_context(ctx, inputs, output):
-    gx, w_hh, h0, c0, lengths, reverse, save, block_h = inputs
+    gx, w_hh, h0, c0, lengths, reverse, save, block_h, overwrite_gx = inputs
     out, _, _, gates, cells = output
     if not save:
         raise RuntimeError("rnnlab::lstm_fwd was called with save=False but a gradient is needed")
+    if gates is gx:  # overwritten (eager calls only: this runs inside the autograd.Function's forward)
+        ctx.mark_dirty(gx)
     ctx.reverse, ctx.block_h = reverse, block_h
     ctx.save_for_backward(out, w_hh, h0, c0, gates, cells, lengths)
     common.no_gradient_for(ctx, gates, cells)
@@ -459,7 +468,7 @@ def _backward(ctx, d_out, d_hn, d_cn, _d_gates, _d_cells):
     bwd = common.op_or_impl(_lstm_bwd, _lstm_bwd_impl, w_hh)  # the custom op inside torch.compile
     dh0, dc0 = bwd(d_out, d_hn, d_cn, w_hh, gates, cells, c0, lengths, ctx.reverse, ctx.block_h, d_gx)
     d_w_hh = common.recurrent_weight_grad(d_gx, out, h0, lengths, ctx.reverse)  # (4H, H)
-    return d_gx, d_w_hh, dh0, dc0, None, None, None, None
+    return d_gx, d_w_hh, dh0, dc0, None, None, None, None, None
 
 
 _lstm_fwd.register_autograd(_backward, setup_context=_setup_context)
@@ -473,6 +482,8 @@ def lstm_recurrence(
     c0: Tensor,
     lengths: Optional[Tensor] = None,  # noqa: UP045
     reverse: bool = False,
+    *,
+    overwrite_gx: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Run an LSTM over precomputed input gates with the fused Triton kernels.
 
@@ -482,19 +493,25 @@ def lstm_recurrence(
     Returns out (T, B, H) (zero past each row's length), h_n (B, H), c_n (B, H). Differentiable in gx,
     w_hh, h0 and c0. Same semantics as ``rnnlab.reference.lstm_recurrence``.
 
+    ``overwrite_gx=True``, for a caller that owns gx and does not read it again: while training, the gates
+    saved for backward are written over gx instead of a new (T, B, 4H) buffer (and the backward then
+    writes d gx over them), so gx's memory is reused twice; gx's contents afterwards are unspecified. Not
+    for a leaf tensor that requires grad. Ignored under torch.compile and when no gradient is needed.
+
     Example::
 
         gx = x @ w_ih.T + (b_ih + b_hh)  # (T, B, 4H)
         out, h_n, c_n = lstm_recurrence(gx, w_hh, h0, c0, lengths=lengths)
     """
-    return _lstm(gx, w_hh, h0, c0, lengths, reverse)
+    return _lstm(gx, w_hh, h0, c0, lengths, reverse, overwrite_gx=overwrite_gx)
 
 
-def _lstm(gx, w_hh, h0, c0, lengths=None, reverse=False, block_h=0):
+def _lstm(gx, w_hh, h0, c0, lengths=None, reverse=False, block_h=0, overwrite_gx=False):
     """``lstm_recurrence`` with the tile size exposed (tests force the tiled path with block_h=16)."""
     common.check_inputs(gx, w_hh, h0, 4)
     common.check_inputs(gx, w_hh, c0, 4)
     lengths = common.lengths_arg(lengths, gx.shape[1], gx.device)
     save = common.needs_grad(gx, w_hh, h0, c0)
-    out, h_n, c_n, _, _ = _lstm_forward(gx, w_hh, h0, c0, lengths, reverse, save, block_h)
+    overwrite = overwrite_gx and save and not common.tracing(gx)
+    out, h_n, c_n, _, _ = _lstm_forward(gx, w_hh, h0, c0, lengths, reverse, save, block_h, overwrite)
     return out, h_n, c_n

@@ -165,8 +165,9 @@ class _RecurrentLayer(backends.BackendSwitch):
             return out, h_last, None
         bias = None if b_ih is None else b_ih + b_hh
         gx = project_inputs(layer_input, w_ih, bias)  # (T, B, G*H), one GEMM for all steps
-        if self._cell == "lstm":
-            return impl.lstm_recurrence(gx, w_hh, h_init, c0[index].to(dtype), lengths, reverse)
+        if self._cell == "lstm":  # gx is this call's own: the kernels may write the saved gates over it
+            c_init = c0[index].to(dtype)
+            return impl.lstm_recurrence(gx, w_hh, h_init, c_init, lengths, reverse, overwrite_gx=True)
         out, h_last = impl.rnn_recurrence(gx, w_hh, h_init, lengths, reverse, self.nonlinearity)
         return out, h_last, None
 

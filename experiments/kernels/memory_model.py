@@ -11,9 +11,10 @@ dispatch mode counts the storages created inside the call, each rounded up to 51
 allocator does, and frees them when Python drops them; the peak of the live total is the model. What it
 cannot see: allocations inside cuBLAS/Triton, and the caching allocator's 2 MB rounding of large blocks.
 
-Printed beside it: the triton and cuDNN peaks measured on the H100 in a bench CSV (default: run 3,
-h100-final/bench-cuda.csv). Checked against that run by running this script on that run's code (05861dc):
-see README.md, "memory".
+Printed beside it: the triton and cuDNN peaks measured on the H100 in a bench CSV (default: run 4,
+h100-run4/bench-cuda.csv). Checked against run 3 by running this script on that run's code (05861dc): see
+README.md, "memory". `memory_peak.py` lists what the model holds at its peak, and on a GPU what the
+allocator does.
 """
 
 from __future__ import annotations
@@ -84,10 +85,10 @@ class LiveBytes(TorchDispatchMode):
 
 def project_site(frames, depth: int = 2) -> str:
     """Where an allocation was made: the ``depth`` innermost frames in this project's own code (rnnlab/,
-    kernels/, experiments/; bench/measure.py and the scripts are the outermost), as ``file:line function``
-    joined by " < " (callee < caller). ``frames``: traceback FrameSummary objects or the allocator's
-    {"filename", "line", "name"} dicts, in either order (the outermost project frame, a script's or the
-    benchmark's, tells which end is innermost); "-" when none is ours (an autograd node running in C++)."""
+    kernels/, experiments/), as ``file:line function`` joined by " < " (callee < caller). ``frames``:
+    traceback FrameSummary objects or the allocator's {"filename", "line", "name"} dicts, innermost first,
+    or outermost first when the first of ours is a script's (experiments/: the outermost of our frames);
+    "-" when none is ours (an autograd node running in C++ on the backward thread)."""
     ours = []
     for frame in frames:
         name, line, func = (
@@ -100,8 +101,8 @@ def project_site(frames, depth: int = 2) -> str:
             ours.append((path.relative_to(ROOT), line, func))
     if not ours:
         return "-"
-    if ours[0][0].parts[0] == "experiments" or ours[0][0].name == "measure.py":
-        ours.reverse()  # given outermost first
+    if ours[0][0].parts[0] == "experiments":
+        ours.reverse()  # given outermost first: the script's own frame came first
     return " < ".join(f"{path}:{line} {func}" for path, line, func in ours[:depth])
 
 
@@ -166,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         "--dtypes", nargs="+", default=["fp32", "bf16", "fp16"], choices=["fp32", "bf16", "fp16"]
     )
     parser.add_argument("--cells", nargs="+", default=["lstm", "gru", "rnn"], choices=["lstm", "gru", "rnn"])
-    parser.add_argument("--measured", type=Path, default=HERE / "h100-final" / "bench-cuda.csv")
+    parser.add_argument("--measured", type=Path, default=HERE / "h100-run4" / "bench-cuda.csv")
     parser.add_argument("--csv", type=Path, default=None, help="also write the table here")
     args = parser.parse_args(argv)
     measured = _measured(args.measured) if args.measured.exists() else {}

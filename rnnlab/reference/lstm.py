@@ -125,11 +125,15 @@ def lstm_recurrence(
     c0: torch.Tensor,
     lengths: torch.Tensor | None = None,
     reverse: bool = False,
+    *,
+    overwrite_gx: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run an LSTM over precomputed input gates.
 
     gx: (T, B, 4H) = x @ W_ih.T + b_ih + b_hh; w_hh: (4H, H); h0, c0: (B, H); lengths: (B,) or None.
     Returns out (T, B, H), h_n (B, H), c_n (B, H). See ``rnnlab.reference.common`` for the conventions.
+    ``overwrite_gx`` is the fused kernels' permission to reuse gx's memory (``rnnlab.kernels``); the
+    reference accepts it for the same signature and never writes to gx.
     """
     mask = validity_mask(lengths, gx.shape[0], gx.device)
     return LSTMRecurrence.apply(gx, w_hh, h0, c0, mask, reverse)

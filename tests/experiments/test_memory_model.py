@@ -28,7 +28,8 @@ def test_counts_at_least_what_the_forward_must_hold_and_restores_kernel_launches
     def granules(elements):  # fp32 bytes rounded up to the allocator's 512-byte granule
         return -(-elements * 4 // 512) * 512
 
-    # gx, saved gates (T, B, 4H) and out, cell states (T, B, H) are alive together while the kernel runs
-    must_hold = 2 * granules(steps * batch * 4 * hidden) + 2 * granules(steps * batch * hidden)
+    # while the kernel runs: gx with the saved gates written over it (T, B, 4H), out and the cell states
+    # (T, B, H)
+    must_hold = granules(steps * batch * 4 * hidden) + 2 * granules(steps * batch * hidden)
     assert must_hold <= peak <= 3 * must_hold, (peak, must_hold)
     assert (jit.JITFunction.__getitem__, interpreter.InterpretedFunction.__getitem__) == launchers

@@ -89,3 +89,36 @@ def test_gradients_through_the_final_state_only(cell, lengths):
     for name, leaf in got_leaves.items():
         if leaf is not None:
             assert_close(leaf.grad, want_leaves[name].grad, torch.float32, f"d {name}")
+
+
+@pytest.mark.parametrize("block_h", [0, 16], ids=["on-chip", "split"])
+@pytest.mark.parametrize("lengths", [False, True], ids=["full", "lengths"])
+def test_lstm_gates_written_over_gx_change_nothing_else(block_h, lengths):
+    """overwrite_gx=True, what the layers pass for the gx they own: while training, the forward makes no
+    (T, B, 4H) buffer of its own and writes the saved gates over gx; every output and gradient is identical,
+    to the bit, to a call without it. Without a gradient to compute, gx is left alone."""
+    from rnnlab.kernels import lstm
+
+    case = Case("lstm", batch=3, steps=7, hidden=20, lengths=lengths, reverse=lengths)
+    inputs, lens = draw_inputs(case), draw_lengths(case)
+    gates_shape = (case.steps, case.batch, 4 * case.hidden)
+    upstream = [torch.randn(case.steps, case.batch, case.hidden), *torch.randn(2, case.batch, case.hidden)]
+    results = []
+    for overwrite in (False, True):
+        leaves = {name: t.float().requires_grad_() for name, t in inputs.items()}
+        gx = leaves["gx"] * 1  # a non-leaf of the caller's own, as the layers' input projection
+        before = gx.detach().clone()
+        with ShapesMade() as mode:
+            outputs = lstm._lstm(gx, *list(leaves.values())[1:], lens, case.reverse, block_h, overwrite)
+        made = [str(func) for func, shape in mode.made if func in NEW_BUFFERS and shape == gates_shape]
+        assert len(made) == (0 if overwrite else 1), made
+        assert torch.equal(gx.detach(), before) != overwrite, "gx overwritten exactly when asked"
+        grads = torch.autograd.grad(outputs, list(leaves.values()), upstream)
+        results.append([o.detach() for o in outputs] + list(grads))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with torch.no_grad():
+        gx = inputs["gx"].float()
+        before = gx.clone()
+        lstm._lstm(gx, *[t.float() for t in list(inputs.values())[1:]], lens, case.reverse, block_h, True)
+    assert torch.equal(gx, before), "no gradient needed: nothing saved, gx untouched"
