@@ -90,7 +90,7 @@ def resident_elements() -> int:
 
 def resident_state() -> int:
     """RESIDENT_STATE, or RNNLAB_RESIDENT_STATE for comparisons (16384, with RNNLAB_RESIDENT_ELEMENTS=65536,
-    lets LSTM at H=768 (BH 1024) hold its 16-column slices of W_hh: bf16/fp16 only, 196 KB of shared memory
+    lets LSTM at H=768 (BH 1024) hold its 16-column slices of W_hh: bf16/fp16 only, 192 KB of shared memory
     on sm_90)."""
     return _int_knob("RNNLAB_RESIDENT_STATE", RESIDENT_STATE, "elements")
 

@@ -97,7 +97,8 @@ def project_site(frames, depth: int = 2) -> str:
             else (frame.filename, frame.lineno, frame.name)
         )
         path = Path(name)
-        if path.is_relative_to(ROOT) and not path.is_relative_to(ROOT / ".venv") and path != THIS_FILE:
+        installed = path.is_relative_to(ROOT / ".venv") or "site-packages" in path.parts
+        if path.is_relative_to(ROOT) and not installed and path != THIS_FILE:
             ours.append((path.relative_to(ROOT), line, func))
     if not ours:
         return "-"

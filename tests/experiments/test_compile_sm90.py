@@ -11,7 +11,12 @@ HERE = Path(__file__).parents[2] / "experiments" / "kernels"
 
 
 def test_plans_each_row_under_each_setting_as_on_an_h100(monkeypatch, capsys):
-    monkeypatch.setenv("TRITON_INTERPRET", "1")  # the script drops it on import; restored after the test
+    # The script drops TRITON_INTERPRET on import, to compile for the GPU, and Triton reads it when a kernel
+    # is decorated: the kernel modules are imported first, under the interpreter, for the tests after this
+    # one; and monkeypatch restores the variable after it.
+    from rnnlab.kernels import gru, lstm, rnn  # noqa: F401
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
     sys.path.insert(0, str(HERE))
     try:
         spec = importlib.util.spec_from_file_location("compile_sm90", HERE / "compile_sm90.py")

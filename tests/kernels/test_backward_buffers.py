@@ -122,3 +122,15 @@ def test_lstm_gates_written_over_gx_change_nothing_else(block_h, lengths):
         before = gx.clone()
         lstm._lstm(gx, *[t.float() for t in list(inputs.values())[1:]], lens, case.reverse, block_h, True)
     assert torch.equal(gx, before), "no gradient needed: nothing saved, gx untouched"
+
+
+def test_overwrite_gx_refuses_a_leaf_that_requires_grad():
+    from rnnlab.kernels import lstm_recurrence
+
+    case = Case("lstm", batch=2, steps=3, hidden=16)
+    inputs = {name: t.float() for name, t in draw_inputs(case).items()}
+    gx = inputs.pop("gx").requires_grad_()
+    before = gx.detach().clone()
+    with pytest.raises(ValueError, match="overwrite_gx=True would overwrite gx, a leaf"):
+        lstm_recurrence(gx, *inputs.values(), overwrite_gx=True)
+    assert torch.equal(gx.detach(), before)
