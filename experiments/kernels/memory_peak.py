@@ -71,13 +71,15 @@ def cuda_peak(row, backend: str) -> tuple[float, list[tuple[int, str]], float]:
     torch.cuda.empty_cache()
     base = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
-    torch.cuda.memory._record_memory_history(enabled="all", context="alloc", stacks="python")
+    # a fresh history for each call (a previous row's would otherwise be replayed with it)
+    record = torch.cuda.memory._record_memory_history
+    record(enabled="all", context="alloc", stacks="python", clear_history=True)
     try:
         forward_backward()
         torch.cuda.synchronize()
         snapshot = torch.cuda.memory._snapshot()
     finally:
-        torch.cuda.memory._record_memory_history(enabled=None)
+        record(enabled=None)
     measured = (torch.cuda.max_memory_allocated() - base) / MB
     trace = snapshot["device_traces"][torch.cuda.current_device()]
     peak, blocks = live_at_peak(trace)
