@@ -3,11 +3,9 @@ knob settings (compilation itself is stubbed here: it needs Triton's sm_90 toolc
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
+import os
 
-HERE = Path(__file__).parents[2] / "experiments" / "kernels"
+from kernel_scripts import load
 
 
 def test_plans_each_row_under_each_setting_as_on_an_h100(monkeypatch, capsys):
@@ -17,13 +15,7 @@ def test_plans_each_row_under_each_setting_as_on_an_h100(monkeypatch, capsys):
     from rnnlab.kernels import gru, lstm, rnn  # noqa: F401
 
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    sys.path.insert(0, str(HERE))
-    try:
-        spec = importlib.util.spec_from_file_location("compile_sm90", HERE / "compile_sm90.py")
-        script = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(script)
-    finally:
-        sys.path.remove(str(HERE))
+    script = load("compile_sm90")
     compiled = []
     monkeypatch.setattr(script, "compile_variant", lambda fn, dtype, meta, *a: compiled.append(meta) or "ok")
     argv = ["--rows", "lstm,16,512,768,768,fp16", "--settings", "default"]
@@ -35,4 +27,4 @@ def test_plans_each_row_under_each_setting_as_on_an_h100(monkeypatch, capsys):
     assert "resident, grid (1, 48), tiles 16x16x1024, 8 warps" in plans[1], out
     assert [m["RESIDENT"] for m in compiled] == [False, False, True, True]  # forward and backward each
     assert {m.get("PHASE1") for m in compiled} == {None, True}
-    assert "RNNLAB_RESIDENT_STATE" not in __import__("os").environ
+    assert "RNNLAB_RESIDENT_STATE" not in os.environ

@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
-from pathlib import Path
 
-HERE = Path(__file__).parents[2] / "experiments" / "kernels"
-
-
-def load_script():
-    sys.path.insert(0, str(HERE))  # it imports memory_model from its folder
-    try:
-        spec = importlib.util.spec_from_file_location("host_overhead", HERE / "host_overhead.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(HERE))
-    return module
+from kernel_scripts import load
 
 
 def test_prints_three_timed_ways_and_restores_the_eager_path(monkeypatch, capsys):
-    script = load_script()
+    script = load("host_overhead")
     from rnnlab.kernels import common, rnn
 
     entry, op_or_impl = rnn._rnn_forward, common.op_or_impl
@@ -50,7 +36,7 @@ def test_counts_the_ops_a_call_dispatches():
     launching count."""
     import torch
 
-    script = load_script()
+    script = load("host_overhead")
     x = torch.randn(4, 4)
 
     def call():

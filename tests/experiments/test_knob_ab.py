@@ -4,25 +4,10 @@ call's host time goes): parsing, the environment restored, and a tiny run of eac
 from __future__ import annotations
 
 import csv
-import importlib.util
 import os
-import sys
-from pathlib import Path
 
 import pytest
-
-HERE = Path(__file__).parents[2] / "experiments" / "kernels"
-
-
-def load(name: str):
-    sys.path.insert(0, str(HERE))  # host_profile imports knob_ab from its folder
-    try:
-        spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(HERE))
-    return module
+from kernel_scripts import load
 
 
 def test_rows_and_settings_are_parsed_or_refused_by_name():

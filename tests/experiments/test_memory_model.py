@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
+from kernel_scripts import load
 from triton.runtime import interpreter, jit
 
 from rnnlab.bench.grid import Row
 
-SCRIPT = Path(__file__).parents[2] / "experiments" / "kernels" / "memory_model.py"
-
-
-def load_model():
-    spec = importlib.util.spec_from_file_location("memory_model", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_counts_at_least_what_the_forward_must_hold_and_restores_kernel_launches():
-    model = load_model()
+    model = load("memory_model")
     launchers = (jit.JITFunction.__getitem__, interpreter.InterpretedFunction.__getitem__)
     steps, batch, hidden = 5, 3, 20
     peak = model.modeled_peak_mb(Row("lstm", batch, steps, 8, hidden, "fp32")) * 2**20

@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
+from kernel_scripts import HERE, load
 
-HERE = Path(__file__).parents[2] / "experiments" / "kernels"
 ROOT = HERE.parents[1]
-
-
-def load_script():
-    sys.path.insert(0, str(HERE))  # it imports knob_ab and memory_model from its folder
-    try:
-        spec = importlib.util.spec_from_file_location("memory_peak", HERE / "memory_peak.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(HERE))
-    return module
 
 
 def frame(path: str, line: int, name: str) -> dict:
@@ -26,7 +12,7 @@ def frame(path: str, line: int, name: str) -> dict:
 
 
 def test_replays_an_allocator_trace_to_its_peak():
-    script = load_script()
+    script = load("memory_peak")
     fwd = [frame("kernels/lstm.py", 10, "fwd"), frame("rnnlab/bench/measure.py", 5, "forward_backward")]
     bwd = [frame("kernels/lstm.py", 20, "bwd")]
     trace = [
@@ -51,7 +37,7 @@ def test_replays_an_allocator_trace_to_its_peak():
 
 
 def test_sites_read_frames_in_either_order():
-    script = load_script()
+    script = load("memory_peak")
     innermost_first = [
         frame("kernels/common.py", 97, "new_buffer"),
         frame("kernels/lstm.py", 376, "_lstm_fwd_impl"),
@@ -66,7 +52,7 @@ def test_sites_read_frames_in_either_order():
 
 
 def test_prints_the_cpu_model_at_its_peak(capsys):
-    script = load_script()
+    script = load("memory_peak")
     argv = ["--device", "cpu", "--rows", "lstm,3,5,8,20,fp32", "--backends", "triton", "cudnn"]
     assert script.main(argv) == 0
     out = capsys.readouterr().out
