@@ -5,14 +5,14 @@ each with the line of this project that allocated it.
     python experiments/kernels/memory_peak.py --device cpu --rows lstm,16,1024,128,128,bf16   # the model
 
 On CUDA it records the caching allocator's history (torch.cuda.memory._record_memory_history, Python
-stacks) around one call, made after two warm-up calls and ``torch.cuda.empty_cache()`` as
-rnnlab.bench.measure.peak_memory_mb makes it, replays the trace to the moment of the largest total, and
-prints the blocks alive then, grouped by allocating site (the innermost frame in rnnlab/, kernels/ or
-experiments/; "-" where the allocation had no Python frame: an autograd node running in C++ on the
-backward thread). Beside the replayed peak it prints max_memory_allocated's, which it must equal. On the
-CPU the same listing comes from memory_model.py's count (kernel launches stubbed), so the two can be set
-side by side: the CPU model has under-counted the GPU's peak by 4 to 128 MB on most rows (README.md,
-"Measured: run 4"), and this shows where.
+stacks) around one call, made after two warm-up calls and through rnnlab.bench.measure.peak_memory_mb as
+the benchmark's `peak MB` is, replays the trace to the moment of the largest total, and prints the blocks
+alive then, grouped by allocating site (the innermost frames in rnnlab/, kernels/ or experiments/; "-"
+where the allocation had no Python frame: an autograd node running in C++ on the backward thread). Beside
+the replayed peak it prints max_memory_allocated's, which it must equal. On the CPU the same listing comes
+from memory_model.py's count (kernel launches stubbed), so the two can be set side by side: the CPU model
+has under-counted the GPU's peak by 5 to 128 MB on most rows (README.md, "Measured: run 4"), and this
+shows where.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from knob_ab import parse_row  # noqa: E402
 from memory_model import modeled_peak, project_site  # noqa: E402
 
-from rnnlab.bench.measure import make_case, steps_for  # noqa: E402
+from rnnlab.bench.measure import make_case, peak_memory_mb, steps_for  # noqa: E402
 
 MB = 2**20
 
@@ -63,25 +63,25 @@ def by_site(blocks: list[tuple[int, str]]) -> list[tuple[int, int, str]]:
 
 
 def cuda_peak(row, backend: str) -> tuple[float, list[tuple[int, str]], float]:
-    """(replayed peak MB, blocks alive at it, max_memory_allocated's MB) of one call on CUDA."""
+    """(replayed peak MB, blocks alive at it, max_memory_allocated's MB) of one call on CUDA, measured as
+    the benchmark measures it (rnnlab.bench.measure.peak_memory_mb) with the allocator's history on."""
     layer, x, grad_out = make_case(row, "cuda")
     _, forward_backward = steps_for(layer, backend, x, grad_out)
     forward_backward(), forward_backward()
-    torch.cuda.synchronize()
-    torch.cuda.empty_cache()
-    base = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
-    # a fresh history for each call (a previous row's would otherwise be replayed with it)
-    record = torch.cuda.memory._record_memory_history
-    record(enabled="all", context="alloc", stacks="python", clear_history=True)
-    try:
-        forward_backward()
-        torch.cuda.synchronize()
-        snapshot = torch.cuda.memory._snapshot()
-    finally:
-        record(enabled=None)
-    measured = (torch.cuda.max_memory_allocated() - base) / MB
-    trace = snapshot["device_traces"][torch.cuda.current_device()]
+    record, snapshots = torch.cuda.memory._record_memory_history, []
+
+    def recorded():
+        # a fresh history for each call (a previous row's would otherwise be replayed with it)
+        record(enabled="all", context="alloc", stacks="python", clear_history=True)
+        try:
+            forward_backward()
+            torch.cuda.synchronize()
+            snapshots.append(torch.cuda.memory._snapshot())
+        finally:
+            record(enabled=None)
+
+    measured = peak_memory_mb(recorded)
+    trace = snapshots[0]["device_traces"][torch.cuda.current_device()]
     peak, blocks = live_at_peak(trace)
     return peak / MB, blocks, measured
 
