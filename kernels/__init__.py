@@ -1,7 +1,7 @@
 """Fused Triton kernels for the recurrences of ``rnnlab.reference``: same functions, same semantics.
 
     lstm_recurrence(gx, w_hh, h0, c0, lengths=None, reverse=False, *, overwrite_gx=False) -> (out, h_n, c_n)
-    gru_recurrence(gx, w_hh, b_hh, h0, lengths=None, reverse=False) -> (out, h_n)
+    gru_recurrence(gx, w_hh, b_hh, h0, lengths=None, reverse=False, *, overwrite_gx=False) -> (out, h_n)
     rnn_recurrence(gx, w_hh, h0, lengths=None, reverse=False, nonlinearity="tanh") -> (out, h_n)
     supports(cell, hidden_size, dtype, device) -> bool    available() -> bool
 

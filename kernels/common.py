@@ -241,6 +241,16 @@ def in_dtype(buf: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return buf.to(dtype).detach()
 
 
+def check_overwrite(gx: torch.Tensor, overwrite_gx: bool) -> None:
+    """``overwrite_gx`` is for a gx the caller computed and does not read again: refuse a leaf that requires
+    grad (its value is the caller's, and autograd would reject the in-place write only later, if at all)."""
+    if overwrite_gx and gx.is_leaf and gx.requires_grad:
+        raise ValueError(
+            "overwrite_gx=True would overwrite gx, a leaf tensor that requires grad; it is for a gx the "
+            "caller computed and does not read again (pass overwrite_gx=False)"
+        )
+
+
 def check_inputs(gx: torch.Tensor, w_hh: torch.Tensor, h0: torch.Tensor, gates: int) -> int:
     """Shape/dtype checks shared by the cells; returns H."""
     if gx.dim() != 3 or gx.shape[-1] % gates:

@@ -6,10 +6,12 @@ Same math and conventions as ``rnnlab.reference.gru``:
     n    = tanh(gx_n + r * (h_{t-1} @ W_hn.T + b_hn))
     h_t  = n + z * (h_{t-1} - n)
 
-Saved for backward: gh_n = h_{t-1} @ W_hn.T + b_hn, z, n and r, as one (T, B, 4H) tensor in the input dtype,
-and ``out``. The backward kernel writes d gx (r, z, n) and the hidden-side n gradient d gh_n = d gx_n * r
-(the r, z parts are the same on both sides) into one (T, B, 4H) tensor, the saved one itself when the graph
-is not kept (``common.gradient_buffer``), and returns dh0; dW_hh and db_hh are GEMMs/sums afterwards.
+Saved for backward, in the input dtype: the gates r, z, n (T, B, 3H), written over gx when the caller allows
+it (``overwrite_gx``: each is computed from the element of gx it replaces), gh_n = h_{t-1} @ W_hn.T + b_hn
+(T, B, H), and ``out``. The backward kernel writes d gx = [d_r, d_z, d_n] (T, B, 3H), over the saved gates
+when the graph is not kept (``common.gradient_buffer``), and the hidden-side n gradient d gh_n = d_n * r
+(T, B, H) into a new buffer (the r, z parts are the same on both sides), and returns dh0; dW_hh and db_hh
+are GEMMs/sums afterwards.
 Paths (on chip, split resident, split streamed) and launches: see ``kernels/launch.py``.
 """
 
@@ -50,12 +52,12 @@ def _gru_gx(gx, t, B, H, rows, cols):
 
 @triton.jit
 def _gru_fwd_cell(
-    x, b, out, saved, t, B, H, rows, cols, acc_r, acc_z, acc_n, h_prev, valid,
+    x, b, out, gates, ghn, t, B, H, rows, cols, acc_r, acc_z, acc_n, h_prev, valid,
     HAS_BIAS: tl.constexpr, SAVE: tl.constexpr,
 ):  # fmt: skip
     """Gate math of one (BLOCK_B, BLOCK_N) tile at time t given its input gates ``x`` (``_gru_gx``) and
-    h_{t-1} @ W^T per gate; stores out[t] (and r, z, n, gh_n when SAVE). Returns the new fp32 h, frozen
-    where the step is not valid."""
+    h_{t-1} @ W^T per gate; stores out[t] (and r, z, n in ``gates``, gh_n in ``ghn`` when SAVE). Returns the
+    new fp32 h, frozen where the step is not valid."""
     mask = (rows < B)[:, None] & (cols < H)[None, :]
     row = t.to(tl.int64) * B + rows[:, None]  # (BLOCK_B, 1) index of (t, b)
     if HAS_BIAS:
@@ -67,19 +69,19 @@ def _gru_fwd_cell(
     n = tanh(x[2].to(tl.float32) + r * acc_n)
     h = tl.where(valid, n + z * (h_prev - n), h_prev)
     tl.store(out + row * H + cols[None, :], tl.where(valid, h, 0.0).to(out.dtype.element_ty), mask=mask)
-    if SAVE:
-        dt = saved.dtype.element_ty
-        s_off = row * 4 * H + cols[None, :]
-        tl.store(saved + s_off, acc_n.to(dt), mask=mask)  # slots (gh_n, z, n, r): see _gru_bwd_cell
-        tl.store(saved + s_off + H, z.to(dt), mask=mask)
-        tl.store(saved + s_off + 2 * H, n.to(dt), mask=mask)
-        tl.store(saved + s_off + 3 * H, r.to(dt), mask=mask)
+    if SAVE:  # ``gates`` may be gx itself: r, z, n are each computed from the x_r, x_z, x_n they replace
+        dt = gates.dtype.element_ty
+        g_off = row * 3 * H + cols[None, :]
+        tl.store(gates + g_off, r.to(dt), mask=mask)
+        tl.store(gates + g_off + H, z.to(dt), mask=mask)
+        tl.store(gates + g_off + 2 * H, n.to(dt), mask=mask)
+        tl.store(ghn + row * H + cols[None, :], acc_n.to(dt), mask=mask)
     return h
 
 
 @triton.jit(do_not_specialize=["T", "S0", "STEPS"])
 def _gru_fwd_kernel(
-    gx, w, b, lengths, out, saved, h_buf, T, B, H, counter, S0, STEPS,
+    gx, w, b, lengths, out, gates, ghn, h_buf, T, B, H, counter, S0, STEPS,
     SYNC: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, SAVE: tl.constexpr,
     ON_CHIP: tl.constexpr, RESIDENT: tl.constexpr, PREFETCH: tl.constexpr, BLOCK_B: tl.constexpr,
@@ -111,7 +113,7 @@ def _gru_fwd_kernel(
             acc_z = dot(hd, w_z, None, PRECISION, UPCAST)
             acc_n = dot(hd, w_n, None, PRECISION, UPCAST)
             h = _gru_fwd_cell(
-                x, b, out, saved, t, B, H, rows, cols, acc_r, acc_z, acc_n, h, valid, HAS_BIAS, SAVE
+                x, b, out, gates, ghn, t, B, H, rows, cols, acc_r, acc_z, acc_n, h, valid, HAS_BIAS, SAVE
             )
         tl.store(h_buf + (T % 2) * B * H + off, h, mask=mask)
     elif RESIDENT:
@@ -136,7 +138,7 @@ def _gru_fwd_kernel(
             acc_z = dot(hk, w_z, None, PRECISION, UPCAST)
             acc_n = dot(hk, w_n, None, PRECISION, UPCAST)
             h = _gru_fwd_cell(
-                x, b, out, saved, t, B, H, rows, cols, acc_r, acc_z, acc_n, h, valid, HAS_BIAS, SAVE
+                x, b, out, gates, ghn, t, B, H, rows, cols, acc_r, acc_z, acc_n, h, valid, HAS_BIAS, SAVE
             )
             tl.store(h_buf + ((s + 1) % 2) * B * H + off, h, mask=mask)
             step_sync(counter, (s + 1) * tl.num_programs(1), SYNC)  # h_t complete before step s + 1 reads it
@@ -169,16 +171,18 @@ def _gru_fwd_kernel(
                 h_prev = tl.load(h_read + off, mask=mask, other=0.0, cache_modifier=".cg")
                 x = _gru_gx(gx, t, B, H, rows, cols)
                 h = _gru_fwd_cell(
-                    x, b, out, saved, t, B, H, rows, cols, acc_r, acc_z, acc_n, h_prev, valid, HAS_BIAS, SAVE
-                )
+                    x, b, out, gates, ghn, t, B, H, rows, cols, acc_r, acc_z, acc_n, h_prev, valid,
+                    HAS_BIAS, SAVE,
+                )  # fmt: skip
                 tl.store(h_write + off, h, mask=mask)
             step_sync(counter, (s + 1) * tl.num_programs(1), SYNC)  # h_t complete before step s + 1 reads it
 
 
 @triton.jit
 def _gru_bwd_load(
-    saved, out, h0, lengths, d_out, s, T, B, H, rows, cols, REVERSE: tl.constexpr, HAS_LENGTHS: tl.constexpr
-):
+    gates, ghn, out, h0, lengths, d_out, s, T, B, H, rows, cols,
+    REVERSE: tl.constexpr, HAS_LENGTHS: tl.constexpr,
+):  # fmt: skip
     """What processing step s's gate gradients need, in the stored dtype: d_out[t] (zeros when ``d_out`` is
     None), the saved gh_n, z, n, r at its time t, and h_{t-1}: ``out`` of the step processed before, if
     there was one and it was valid, h0 otherwise."""
@@ -186,14 +190,14 @@ def _gru_bwd_load(
     mask = row_mask[:, None] & (cols < H)[None, :]
     t = time_index(s, T, REVERSE)
     row = t.to(tl.int64) * B + rows[:, None]
-    v_off = row * 4 * H + cols[None, :]
+    g_off = row * 3 * H + cols[None, :]
     dy = tl.zeros(mask.shape, tl.float32)  # a constant the compiler folds away (also where carried)
     if d_out is not None:  # None (a compile-time constant) when only the final state took a gradient
         dy = tl.load(d_out + row * H + cols[None, :], mask=mask, other=0.0)
-    gh_n = tl.load(saved + v_off, mask=mask, other=0.0)
-    z = tl.load(saved + v_off + H, mask=mask, other=0.0)
-    n = tl.load(saved + v_off + 2 * H, mask=mask, other=0.0)
-    r = tl.load(saved + v_off + 3 * H, mask=mask, other=0.0)
+    gh_n = tl.load(ghn + row * H + cols[None, :], mask=mask, other=0.0)
+    r = tl.load(gates + g_off, mask=mask, other=0.0)
+    z = tl.load(gates + g_off + H, mask=mask, other=0.0)
+    n = tl.load(gates + g_off + 2 * H, mask=mask, other=0.0)
     t_prev = time_index(tl.maximum(s - 1, 0), T, REVERSE)  # in bounds; unused when s == 0
     prev_valid = step_validity(lengths, rows, row_mask, t_prev, HAS_LENGTHS)
     prev_off = (t_prev.to(tl.int64) * B + rows[:, None]) * H + cols[None, :]
@@ -204,14 +208,17 @@ def _gru_bwd_load(
 
 
 @triton.jit
-def _gru_bwd_cell(loaded, d_out, d_saved, t, B, H, rows, cols, dh, valid):
+def _gru_bwd_cell(loaded, d_out, d_gates, d_ghn, t, B, H, rows, cols, dh, valid):
     """Gate gradients of one tile at time t from ``loaded`` (``_gru_bwd_load``) and dh carried in from step
-    t+1 (without d_out[t]). Stores [d gx_r, d gx_z, d gx_n, d gh_n][t] in the slots of [gh_n, z, n, r][t]
-    (``d_saved`` may be ``saved`` itself: each stored gradient is computed from the value its slot held,
-    so that value has been read, by whichever thread, before the store). Returns the fp32 hidden-side gate
+    t+1 (without d_out[t]). Stores d gx = [d_r, d_z, d_n][t] in ``d_gates``, which may be the saved ``gates``
+    itself (d_r, d_z and d_n are each computed from the r, z, n its slot held, so that value has been read,
+    by whichever thread, before the store), and d gh_n = d_n * r in ``d_ghn``, never ``ghn`` (it is not
+    computed from the gh_n it would replace: only a barrier would order the two, and a barrier in the time
+    loop stops the compiler pipelining the on-chip backward's loads). Returns the fp32 hidden-side gate
     gradients and the part of dh_{t-1} that bypasses W (z * dh, or all of dh on a frozen step)."""
     mask = (rows < B)[:, None] & (cols < H)[None, :]
-    v_off = (t.to(tl.int64) * B + rows[:, None]) * 4 * H + cols[None, :]
+    row = t.to(tl.int64) * B + rows[:, None]
+    g_off = row * 3 * H + cols[None, :]
     dy, gh_n, z, n, r, h_prev = loaded
     if d_out is not None:
         dh = dh + tl.where(valid, dy.to(tl.float32), 0.0)
@@ -222,18 +229,18 @@ def _gru_bwd_cell(loaded, d_out, d_saved, t, B, H, rows, cols, dh, valid):
     d_z = tl.where(valid, dh * (h_prev - n) * z * (1.0 - z), 0.0)
     d_n = tl.where(valid, dh * k_n, 0.0)
     d_hn = d_n * r
-    dt = d_saved.dtype.element_ty
-    tl.store(d_saved + v_off, d_r.to(dt), mask=mask)  # from gh_n (and r, z, n)
-    tl.store(d_saved + v_off + H, d_z.to(dt), mask=mask)  # from z
-    tl.store(d_saved + v_off + 2 * H, d_n.to(dt), mask=mask)  # from n
-    tl.store(d_saved + v_off + 3 * H, d_hn.to(dt), mask=mask)  # from r
+    dt = d_gates.dtype.element_ty
+    tl.store(d_gates + g_off, d_r.to(dt), mask=mask)  # from r
+    tl.store(d_gates + g_off + H, d_z.to(dt), mask=mask)  # from z
+    tl.store(d_gates + g_off + 2 * H, d_n.to(dt), mask=mask)  # from n
+    tl.store(d_ghn + row * H + cols[None, :], d_hn.to(dt), mask=mask)
     dh_bypass = tl.where(valid, dh * z, dh)
     return d_r, d_z, d_hn, dh_bypass
 
 
 @triton.jit(do_not_specialize=["T", "S0", "STEPS"])
 def _gru_bwd_kernel(
-    w, saved, out, h0, lengths, d_out, d_saved, dh_buf, T, B, H, counter, S0, STEPS,
+    w, gates, ghn, out, h0, lengths, d_out, d_gates, d_ghn, dh_buf, T, B, H, counter, S0, STEPS,
     SYNC: tl.constexpr, PHASE1: tl.constexpr, PHASE2: tl.constexpr,
     HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, ON_CHIP: tl.constexpr, RESIDENT: tl.constexpr,
     PREFETCH: tl.constexpr,
@@ -256,9 +263,11 @@ def _gru_bwd_kernel(
         for r in range(T):  # (its loads are pipelined by the compiler: no PREFETCH here)
             s = T - 1 - r
             t = time_index(s, T, REVERSE)
-            v = _gru_bwd_load(saved, out, h0, lengths, d_out, s, T, B, H, rows, cols, REVERSE, HAS_LENGTHS)
+            v = _gru_bwd_load(
+                gates, ghn, out, h0, lengths, d_out, s, T, B, H, rows, cols, REVERSE, HAS_LENGTHS
+            )
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
-            d_r, d_z, d_hn, dh = _gru_bwd_cell(v, d_out, d_saved, t, B, H, rows, cols, dh, valid)
+            d_r, d_z, d_hn, dh = _gru_bwd_cell(v, d_out, d_gates, d_ghn, t, B, H, rows, cols, dh, valid)
             dh = dot(d_r.to(dt), w_r, dh, PRECISION, UPCAST)
             dh = dot(d_z.to(dt), w_z, dh, PRECISION, UPCAST)
             dh = dot(d_hn.to(dt), w_n, dh, PRECISION, UPCAST)
@@ -275,7 +284,7 @@ def _gru_bwd_kernel(
         w_n = load_w_tile(w, H, 2, ks, cols)
         dh = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
         v_next = _gru_bwd_load(
-            saved, out, h0, lengths, d_out, T - 1 - S0, T, B, H, rows, cols, REVERSE, HAS_LENGTHS
+            gates, ghn, out, h0, lengths, d_out, T - 1 - S0, T, B, H, rows, cols, REVERSE, HAS_LENGTHS
         )
         for r in range(S0, S0 + STEPS):
             s = T - 1 - r
@@ -284,18 +293,19 @@ def _gru_bwd_kernel(
             if PHASE1:  # gate gradients of this tile to global memory; dh becomes the bypass of dh_{t-1}
                 s_load = load_step(s, 0, -1, PREFETCH)  # the next step's loads, in flight through the barrier
                 loaded = _gru_bwd_load(
-                    saved, out, h0, lengths, d_out, s_load, T, B, H, rows, cols, REVERSE, HAS_LENGTHS
+                    gates, ghn, out, h0, lengths, d_out, s_load, T, B, H, rows, cols, REVERSE, HAS_LENGTHS
                 )
                 v, v_next = prefetched(v_next, loaded, PREFETCH)
-                _, _, _, dh = _gru_bwd_cell(v, d_out, d_saved, t, B, H, rows, cols, dh, valid)
+                _, _, _, dh = _gru_bwd_cell(v, d_out, d_gates, d_ghn, t, B, H, rows, cols, dh, valid)
             step_sync(counter, (r + 1) * tl.num_programs(1), SYNC)  # all gate gradients of t written
             if PHASE2:  # dh_{t-1} = bypass + [d_r, d_z, d gh_n] (B, 3H) @ W_hh (3H, this tile)
-                k_off = (t.to(tl.int64) * B + rows[:, None]) * 4 * H + ks[None, :]
-                d_r = tl.load(d_saved + k_off, mask=k_mask, other=0.0, cache_modifier=".cg")
+                row = t.to(tl.int64) * B + rows[:, None]
+                k_off = row * 3 * H + ks[None, :]
+                d_r = tl.load(d_gates + k_off, mask=k_mask, other=0.0, cache_modifier=".cg")
                 dh = dot(d_r, w_r, dh, PRECISION, UPCAST)
-                d_z = tl.load(d_saved + k_off + H, mask=k_mask, other=0.0, cache_modifier=".cg")
+                d_z = tl.load(d_gates + k_off + H, mask=k_mask, other=0.0, cache_modifier=".cg")
                 dh = dot(d_z, w_z, dh, PRECISION, UPCAST)
-                d_hn = tl.load(d_saved + k_off + 3 * H, mask=k_mask, other=0.0, cache_modifier=".cg")
+                d_hn = tl.load(d_ghn + row * H + ks[None, :], mask=k_mask, other=0.0, cache_modifier=".cg")
                 dh = dot(d_hn, w_n, dh, PRECISION, UPCAST)
         tl.store(dh_buf + off, dh, mask=mask)
     else:
@@ -312,9 +322,11 @@ def _gru_bwd_kernel(
                     off, mask = state_tile(rows, row_mask, cols, H)
                     dh = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
                     v = _gru_bwd_load(
-                        saved, out, h0, lengths, d_out, s, T, B, H, rows, cols, REVERSE, HAS_LENGTHS
+                        gates, ghn, out, h0, lengths, d_out, s, T, B, H, rows, cols, REVERSE, HAS_LENGTHS
                     )
-                    _, _, _, dh_bypass = _gru_bwd_cell(v, d_out, d_saved, t, B, H, rows, cols, dh, valid)
+                    _, _, _, dh_bypass = _gru_bwd_cell(
+                        v, d_out, d_gates, d_ghn, t, B, H, rows, cols, dh, valid
+                    )
                     tl.store(dh_buf + off, dh_bypass, mask=mask)
             step_sync(counter, (r + 1) * tl.num_programs(1), SYNC)  # all gate gradients of t written
             # dh_{t-1} = bypass + [d_r, d_z, d gh_n] (B, 3H) @ W_hh (3H, H), this program's columns
@@ -326,14 +338,14 @@ def _gru_bwd_kernel(
                     for k0 in range(0, H, BLOCK_K):
                         ks = k0 + offs_k
                         k_mask = state_tile(rows, row_mask, ks, H)[1]
-                        k_off = (t.to(tl.int64) * B + rows[:, None]) * 4 * H + ks[None, :]
-                        # slots d_r, d_z, d gh_n (0, 1, 3) against W_hr, W_hz, W_hn (gates 0, 1, 2), each
-                        # tile loaded just before its product
+                        row = t.to(tl.int64) * B + rows[:, None]
+                        # d_r, d_z, d gh_n against W_hr, W_hz, W_hn, each tile loaded just before its product
                         for gate in tl.static_range(3):
-                            slot = gate + gate // 2  # 0, 1, 3
-                            dg = tl.load(
-                                d_saved + k_off + slot * H, mask=k_mask, other=0.0, cache_modifier=".cg"
-                            )
+                            if gate < 2:
+                                dg_ptrs = d_gates + row * 3 * H + gate * H + ks[None, :]
+                            else:
+                                dg_ptrs = d_ghn + row * H + ks[None, :]
+                            dg = tl.load(dg_ptrs, mask=k_mask, other=0.0, cache_modifier=".cg")
                             acc = dot(dg, load_w_tile(w, H, gate, ks, cols), acc, PRECISION, UPCAST)
                     tl.store(dh_buf + off, acc, mask=mask)
                 tl.debug_barrier()
@@ -348,47 +360,57 @@ def _gru_fwd_impl(
     reverse: bool,
     save: bool,
     block_h: int,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Returns out (T, B, H), h_n, and for backward [r, z, n, gh_n] (T, B, 4H) (empty unless ``save``)."""
+    overwrite_gx: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Returns out (T, B, H), h_n, and for backward the gates [r, z, n] (T, B, 3H) and gh_n (T, B, H) (empty
+    unless ``save``). With ``save`` and ``overwrite_gx`` the gates are gx itself, overwritten (never under
+    torch.compile: the registered op does not declare the mutation)."""
     steps, batch, three_h = gx.shape
     hidden = three_h // 3
     gx, w_hh = gx.contiguous(), w_hh.contiguous()
     out = common.new_buffer((steps, batch, hidden), gx.dtype, gx.device)
-    saved = common.new_buffer((steps, batch, 4 * hidden) if save else (0,), gx.dtype, gx.device)
+    if save and overwrite_gx:
+        gates = gx  # element by element, r, z, n are computed from the x_r, x_z, x_n they are stored over
+    else:
+        gates = common.new_buffer((steps, batch, three_h) if save else (0,), gx.dtype, gx.device)
+    ghn = common.new_buffer((steps, batch, hidden) if save else (0,), gx.dtype, gx.device)
     h_buf = common.fp32_state(h0, slots=2)  # (2, B, H) fp32: h0, then the steps in turn
     if steps > 0 and batch > 0:
         plan = launch.plan(3, hidden, batch, gx.dtype, gx.device, block_h)
         bias = None if b_hh is None else b_hh.contiguous()
-        args = (gx, w_hh, bias, lengths, out, saved if save else None, h_buf, steps, batch, hidden)
+        saved = (gates, ghn) if save else (None, None)
+        args = (gx, w_hh, bias, lengths, out, *saved, h_buf, steps, batch, hidden)
         with common.device_guard(gx):
             launch.run(
                 _gru_fwd_kernel, plan, steps, args,
                 HAS_BIAS=b_hh is not None, HAS_LENGTHS=lengths is not None, REVERSE=reverse, SAVE=save,
             )  # fmt: skip
-    return out, common.in_dtype(h_buf[steps % 2], gx.dtype), saved
+    return out, common.in_dtype(h_buf[steps % 2], gx.dtype), gates, ghn
 
 
 def _gru_bwd_impl(
     d_out: Optional[Tensor],  # noqa: UP045  (None: the sequence output took no gradient)
     d_hn: Optional[Tensor],  # noqa: UP045  (None: the final state took none)
     w_hh: Tensor,
-    saved: Tensor,
+    gates: Tensor,
+    ghn: Tensor,
     out: Tensor,
     h0: Tensor,
     lengths: Optional[Tensor],  # noqa: UP045
     reverse: bool,
     block_h: int,
-    d_saved: Tensor,
+    d_gates: Tensor,
+    d_ghn: Tensor,
 ) -> Tensor:
-    """Fills d_saved (T, B, 4H) with [d gx_r, d gx_z, d gx_n, d gh_n] (its first 3H columns are d gx) and
-    returns dh0. ``d_saved`` may be ``saved`` itself (see _gru_bwd_cell)."""
+    """Fills d_gates (T, B, 3H) with d gx = [d_r, d_z, d_n] and d_ghn (T, B, H) with d gh_n, and returns dh0.
+    ``d_gates`` may be ``gates`` itself, ``d_ghn`` must not be ``ghn`` (see _gru_bwd_cell)."""
     steps, batch, hidden = out.shape
     d_out = None if d_out is None else d_out.contiguous()
     w_hh = w_hh.contiguous()
     dh_buf = common.fp32_gradient(d_hn, h0.shape, h0.device)  # (B, H) fp32
     if steps > 0 and batch > 0:
         plan = launch.plan(3, hidden, batch, out.dtype, out.device, block_h)
-        args = (w_hh, saved, out.contiguous(), h0.contiguous(), lengths, d_out, d_saved, dh_buf)
+        args = (w_hh, gates, ghn, out.contiguous(), h0.contiguous(), lengths, d_out, d_gates, d_ghn, dh_buf)
         with common.device_guard(out):
             launch.run(
                 _gru_bwd_kernel, plan, steps, (*args, steps, batch, hidden), phased=True,
@@ -400,47 +422,53 @@ def _gru_bwd_impl(
 # Registered with torch.library (what torch.compile traces); eager calls use the implementations directly
 # through common.eager_autograd / common.op_or_impl.
 _gru_fwd = torch.library.custom_op("rnnlab::gru_fwd", _gru_fwd_impl, mutates_args=())
-_gru_bwd = torch.library.custom_op("rnnlab::gru_bwd", _gru_bwd_impl, mutates_args=("d_saved",))
+_gru_bwd = torch.library.custom_op("rnnlab::gru_bwd", _gru_bwd_impl, mutates_args=("d_gates", "d_ghn"))
 
 
 @_gru_fwd.register_fake
-def _(gx, w_hh, b_hh, h0, lengths, reverse, save, block_h):
+def _(gx, w_hh, b_hh, h0, lengths, reverse, save, block_h, overwrite_gx):
     steps, batch, three_h = gx.shape
     hidden = three_h // 3
-    saved = gx.new_empty((steps, batch, 4 * hidden) if save else (0,))
-    return gx.new_empty(steps, batch, hidden), gx.new_empty(batch, hidden), saved
+    return (
+        gx.new_empty(steps, batch, hidden),
+        gx.new_empty(batch, hidden),
+        gx.new_empty((steps, batch, three_h) if save else (0,)),
+        gx.new_empty((steps, batch, hidden) if save else (0,)),
+    )
 
 
 @_gru_bwd.register_fake
-def _(d_out, d_hn, w_hh, saved, out, h0, lengths, reverse, block_h, d_saved):
+def _(d_out, d_hn, w_hh, gates, ghn, out, h0, lengths, reverse, block_h, d_gates, d_ghn):
     return h0.new_empty(h0.shape)
 
 
 def _setup_context(ctx, inputs, output):
-    gx, w_hh, b_hh, h0, lengths, reverse, save, block_h = inputs
-    out, _, saved = output
+    gx, w_hh, b_hh, h0, lengths, reverse, save, block_h, overwrite_gx = inputs
+    out, _, gates, ghn = output
     if not save:
         raise RuntimeError("rnnlab::gru_fwd was called with save=False but a gradient is needed")
+    if gates is gx:  # overwritten (eager calls only: this runs inside the autograd.Function's forward)
+        ctx.mark_dirty(gx)
     ctx.reverse, ctx.block_h, ctx.has_bias = reverse, block_h, b_hh is not None
-    ctx.save_for_backward(out, w_hh, h0, saved, lengths)
-    common.no_gradient_for(ctx, saved)
+    ctx.save_for_backward(out, w_hh, h0, gates, ghn, lengths)
+    common.no_gradient_for(ctx, gates, ghn)
 
 
-def _backward(ctx, d_out, d_hn, _d_saved):
-    out, w_hh, h0, saved, lengths = ctx.saved_tensors
-    d_saved = common.gradient_buffer(saved)  # (T, B, 4H): the saved gates themselves when not needed again
+def _backward(ctx, d_out, d_hn, _d_gates, _d_ghn):
+    out, w_hh, h0, gates, ghn, lengths = ctx.saved_tensors
+    d_gx = common.gradient_buffer(gates)  # (T, B, 3H): the saved gates themselves when not needed again
+    d_ghn = common.new_buffer(ghn.shape, ghn.dtype, ghn.device)  # (T, B, H): never over ghn (_gru_bwd_cell)
     bwd = common.op_or_impl(_gru_bwd, _gru_bwd_impl, w_hh)  # the custom op inside torch.compile
-    dh0 = bwd(d_out, d_hn, w_hh, saved, out, h0, lengths, ctx.reverse, ctx.block_h, d_saved)
-    hidden = h0.shape[1]
-    d_gx, d_rz, d_ghn = d_saved[..., : 3 * hidden], d_saved[..., : 2 * hidden], d_saved[..., 3 * hidden :]
+    dh0 = bwd(d_out, d_hn, w_hh, gates, ghn, out, h0, lengths, ctx.reverse, ctx.block_h, d_gx, d_ghn)
+    d_rz = d_gx[..., : 2 * h0.shape[1]]  # r, z: the same on both sides
     grad = functools.partial(
         common.recurrent_weight_grad, out=out, h0=h0, lengths=lengths, reverse=ctx.reverse
     )
-    d_w_hh = torch.cat([grad(d_rz), grad(d_ghn)])  # r, z (same on both sides); n, the hidden side
+    d_w_hh = torch.cat([grad(d_rz), grad(d_ghn)])  # r, z; n, the hidden side
     d_b_hh = None
     if ctx.has_bias:
         d_b_hh = torch.cat([d_rz.sum(dim=(0, 1)), d_ghn.sum(dim=(0, 1))])  # (3H,)
-    return d_gx, d_w_hh, d_b_hh, dh0, None, None, None, None
+    return d_gx, d_w_hh, d_b_hh, dh0, None, None, None, None, None
 
 
 _gru_fwd.register_autograd(_backward, setup_context=_setup_context)
@@ -454,6 +482,8 @@ def gru_recurrence(
     h0: Tensor,
     lengths: Optional[Tensor] = None,  # noqa: UP045
     reverse: bool = False,
+    *,
+    overwrite_gx: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Run a GRU over precomputed input gates with the fused Triton kernels.
 
@@ -463,20 +493,27 @@ def gru_recurrence(
     Returns out (T, B, H) (zero past each row's length) and h_n (B, H). Differentiable in gx, w_hh, b_hh
     and h0. Same semantics as ``rnnlab.reference.gru_recurrence``.
 
+    ``overwrite_gx=True``, for a caller that owns gx and does not read it again: while training, the gates
+    r, z, n saved for backward are written over gx instead of a new (T, B, 3H) buffer (and the backward then
+    writes d gx over them); gx's contents afterwards are unspecified. A leaf gx that requires grad is refused
+    (ValueError). Ignored under torch.compile and when no gradient is needed.
+
     Example::
 
         gx = x @ w_ih.T + b_ih  # (T, B, 3H)
         out, h_n = gru_recurrence(gx, w_hh, b_hh, h0, lengths=lengths, reverse=True)
     """
-    return _gru(gx, w_hh, b_hh, h0, lengths, reverse)
+    return _gru(gx, w_hh, b_hh, h0, lengths, reverse, overwrite_gx=overwrite_gx)
 
 
-def _gru(gx, w_hh, b_hh, h0, lengths=None, reverse=False, block_h=0):
+def _gru(gx, w_hh, b_hh, h0, lengths=None, reverse=False, block_h=0, overwrite_gx=False):
     """``gru_recurrence`` with the tile size exposed (tests force the tiled path with block_h=16)."""
     hidden = common.check_inputs(gx, w_hh, h0, 3)
     if b_hh is not None and (tuple(b_hh.shape) != (3 * hidden,) or b_hh.dtype != gx.dtype):
         raise ValueError(f"b_hh must be ({3 * hidden},) in {gx.dtype}, got {tuple(b_hh.shape)} {b_hh.dtype}")
     lengths = common.lengths_arg(lengths, gx.shape[1], gx.device)
     save = common.needs_grad(gx, w_hh, b_hh, h0)
-    out, h_n, _ = _gru_forward(gx, w_hh, b_hh, h0, lengths, reverse, save, block_h)
+    common.check_overwrite(gx, overwrite_gx)
+    overwrite = overwrite_gx and save and not common.tracing(gx)
+    out, h_n, _, _ = _gru_forward(gx, w_hh, b_hh, h0, lengths, reverse, save, block_h, overwrite)
     return out, h_n

@@ -513,11 +513,7 @@ def _lstm(gx, w_hh, h0, c0, lengths=None, reverse=False, block_h=0, overwrite_gx
     common.check_inputs(gx, w_hh, c0, 4)
     lengths = common.lengths_arg(lengths, gx.shape[1], gx.device)
     save = common.needs_grad(gx, w_hh, h0, c0)
-    if overwrite_gx and gx.is_leaf and gx.requires_grad:
-        raise ValueError(
-            "overwrite_gx=True would overwrite gx, a leaf tensor that requires grad; it is for a gx the "
-            "caller computed and does not read again (pass overwrite_gx=False)"
-        )
+    common.check_overwrite(gx, overwrite_gx)
     overwrite = overwrite_gx and save and not common.tracing(gx)
     out, h_n, c_n, _, _ = _lstm_forward(gx, w_hh, h0, c0, lengths, reverse, save, block_h, overwrite)
     return out, h_n, c_n

@@ -159,9 +159,9 @@ class _RecurrentLayer(backends.BackendSwitch):
         w_ih, w_hh, b_ih, b_hh = (None if w is None else w.to(dtype) for w in self._weights(layer, direction))
         reverse = bool(direction)
         h_init = h0[index].to(dtype)
-        if self._cell == "gru":
+        if self._cell == "gru":  # gx is this call's own: the kernels may write the saved gates over it
             gx = project_inputs(layer_input, w_ih, b_ih)  # (T, B, 3H), one GEMM for all steps
-            out, h_last = impl.gru_recurrence(gx, w_hh, b_hh, h_init, lengths, reverse)
+            out, h_last = impl.gru_recurrence(gx, w_hh, b_hh, h_init, lengths, reverse, overwrite_gx=True)
             return out, h_last, None
         bias = None if b_ih is None else b_ih + b_hh
         gx = project_inputs(layer_input, w_ih, bias)  # (T, B, G*H), one GEMM for all steps

@@ -102,12 +102,16 @@ def gru_recurrence(
     h0: torch.Tensor,
     lengths: torch.Tensor | None = None,
     reverse: bool = False,
+    *,
+    overwrite_gx: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run a GRU over precomputed input gates.
 
     gx: (T, B, 3H) = x @ W_ih.T + b_ih; w_hh: (3H, H); b_hh: (3H,) or None (kept apart from gx because
     the reset gate multiplies its n part); h0: (B, H); lengths: (B,) or None.
     Returns out (T, B, H), h_n (B, H). See ``rnnlab.reference.common`` for the conventions.
+    ``overwrite_gx`` is the fused kernels' permission to reuse gx's memory (``rnnlab.kernels``); the
+    reference accepts it for the same signature and never writes to gx.
     """
     mask = validity_mask(lengths, gx.shape[0], gx.device)
     return GRURecurrence.apply(gx, w_hh, b_hh, h0, mask, reverse)

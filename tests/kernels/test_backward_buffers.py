@@ -1,5 +1,5 @@
 """What the fused backward allocates: no gradient is made for the tensors the forward only saves (LSTM gates
-and cell states, GRU gates), and a retained graph can be run backward twice with the same result.
+and cell states, GRU gates and gh_n), and a retained graph can be run backward twice with the same result.
 
 The saved tensors are (T, B, 4H): autograd used to hand the backward a zero tensor of that size for each of
 them (materialized gradients of unused outputs), alive beside the saved tensors and their gradients, which
@@ -61,14 +61,17 @@ def test_retained_graph_gives_the_same_gradients_twice(cell):
 def test_gate_gradients_overwrite_the_saved_gates_only_when_the_graph_is_freed(cell, retain):
     case = Case(cell, batch=3, steps=5, hidden=20)
     outputs, leaves = run(case, draw_inputs(case), None, "kernel", torch.float32)
-    # (T, B, 4H): the saved gates (LSTM: i, f, g, o; GRU: gh_n, z, n, r) and their gradient
-    saved_shape = (case.steps, case.batch, 4 * case.hidden)
+    # the saved gates, whose gradients are written over them: LSTM i, f, g, o (T, B, 4H); GRU r, z, n
+    # (T, B, 3H). GRU's gh_n (T, B, H) is saved too, and its gradient always takes a buffer of its own.
+    gates_shape = (case.steps, case.batch, {"lstm": 4, "gru": 3}[cell] * case.hidden)
+    state_shape = (case.steps, case.batch, case.hidden)
     with ShapesMade() as mode:
         torch.autograd.grad(
             outputs[0], list(leaves.values()), torch.randn_like(outputs[0]), retain_graph=retain
         )
-    new_buffers = [str(func) for func, shape in mode.made if shape == saved_shape and func in NEW_BUFFERS]
-    assert len(new_buffers) == (1 if retain else 0), new_buffers
+    made = [shape for func, shape in mode.made if func in NEW_BUFFERS]
+    assert made.count(gates_shape) == (1 if retain else 0), made
+    assert made.count(state_shape) == (1 if cell == "gru" else 0), made
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
@@ -91,25 +94,29 @@ def test_gradients_through_the_final_state_only(cell, lengths):
             assert_close(leaf.grad, want_leaves[name].grad, torch.float32, f"d {name}")
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("block_h", [0, 16], ids=["on-chip", "split"])
 @pytest.mark.parametrize("lengths", [False, True], ids=["full", "lengths"])
-def test_lstm_gates_written_over_gx_change_nothing_else(block_h, lengths):
+def test_gates_written_over_gx_change_nothing_else(cell, block_h, lengths):
     """overwrite_gx=True, what the layers pass for the gx they own: while training, the forward makes no
-    (T, B, 4H) buffer of its own and writes the saved gates over gx; every output and gradient is identical,
-    to the bit, to a call without it. Without a gradient to compute, gx is left alone."""
-    from rnnlab.kernels import lstm
+    buffer of gx's shape of its own and writes the saved gates over gx (LSTM i, f, g, o; GRU r, z, n); every
+    output and gradient is identical, to the bit, to a call without it. Without a gradient to compute, gx is
+    left alone."""
+    from rnnlab.kernels import gru, lstm
 
-    case = Case("lstm", batch=3, steps=7, hidden=20, lengths=lengths, reverse=lengths)
+    recurrence = {"lstm": lstm._lstm, "gru": gru._gru}[cell]
+    case = Case(cell, batch=3, steps=7, hidden=20, lengths=lengths, reverse=lengths)
     inputs, lens = draw_inputs(case), draw_lengths(case)
-    gates_shape = (case.steps, case.batch, 4 * case.hidden)
-    upstream = [torch.randn(case.steps, case.batch, case.hidden), *torch.randn(2, case.batch, case.hidden)]
+    gates_shape = tuple(inputs["gx"].shape)
+    upstream = [torch.randn(case.steps, case.batch, case.hidden)]
+    upstream += [torch.randn(case.batch, case.hidden) for _ in range(len(inputs) - 2)]  # h_n (and c_n)
     results = []
     for overwrite in (False, True):
         leaves = {name: t.float().requires_grad_() for name, t in inputs.items()}
         gx = leaves["gx"] * 1  # a non-leaf of the caller's own, as the layers' input projection
         before = gx.detach().clone()
         with ShapesMade() as mode:
-            outputs = lstm._lstm(gx, *list(leaves.values())[1:], lens, case.reverse, block_h, overwrite)
+            outputs = recurrence(gx, *list(leaves.values())[1:], lens, case.reverse, block_h, overwrite)
         made = [str(func) for func, shape in mode.made if func in NEW_BUFFERS and shape == gates_shape]
         assert len(made) == (0 if overwrite else 1), made
         assert torch.equal(gx.detach(), before) != overwrite, "gx overwritten exactly when asked"
@@ -120,17 +127,19 @@ def test_lstm_gates_written_over_gx_change_nothing_else(block_h, lengths):
     with torch.no_grad():
         gx = inputs["gx"].float()
         before = gx.clone()
-        lstm._lstm(gx, *[t.float() for t in list(inputs.values())[1:]], lens, case.reverse, block_h, True)
+        recurrence(gx, *[t.float() for t in list(inputs.values())[1:]], lens, case.reverse, block_h, True)
     assert torch.equal(gx, before), "no gradient needed: nothing saved, gx untouched"
 
 
-def test_overwrite_gx_refuses_a_leaf_that_requires_grad():
-    from rnnlab.kernels import lstm_recurrence
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_overwrite_gx_refuses_a_leaf_that_requires_grad(cell):
+    from rnnlab import kernels
 
-    case = Case("lstm", batch=2, steps=3, hidden=16)
+    recurrence = {"lstm": kernels.lstm_recurrence, "gru": kernels.gru_recurrence}[cell]
+    case = Case(cell, batch=2, steps=3, hidden=16)
     inputs = {name: t.float() for name, t in draw_inputs(case).items()}
     gx = inputs.pop("gx").requires_grad_()
     before = gx.detach().clone()
     with pytest.raises(ValueError, match="overwrite_gx=True would overwrite gx, a leaf"):
-        lstm_recurrence(gx, *inputs.values(), overwrite_gx=True)
+        recurrence(gx, *inputs.values(), overwrite_gx=True)
     assert torch.equal(gx.detach(), before)
