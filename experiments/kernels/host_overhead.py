@@ -62,7 +62,14 @@ def through_custom_ops(cell: str):
 
     module = {"lstm": lstm, "gru": gru, "rnn": rnn}[cell]
     entry, op_or_impl = getattr(module, f"_{cell}_forward"), common.op_or_impl
-    setattr(module, f"_{cell}_forward", getattr(module, f"_{cell}_fwd"))
+    op = getattr(module, f"_{cell}_fwd")
+
+    def forward(*args):
+        # LSTM/GRU's last argument is overwrite_gx, which the traced path never sets: the registered op
+        # declares no mutation, and torch.library refuses an output that is one of its inputs
+        return op(*args[:-1], False) if cell in ("lstm", "gru") else op(*args)
+
+    setattr(module, f"_{cell}_forward", forward)
     common.op_or_impl = lambda op, impl, tensor: op
     try:
         yield
