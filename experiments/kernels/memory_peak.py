@@ -9,7 +9,8 @@ stacks) around one call, made after two warm-up calls and through rnnlab.bench.m
 the benchmark's `peak MB` is, replays the trace to the moment of the largest total, and prints the blocks
 alive then, grouped by allocating site (the innermost frames in rnnlab/, kernels/ or experiments/; "-"
 where the allocation had no Python frame: an autograd node running in C++ on the backward thread). Beside
-the replayed peak it prints max_memory_allocated's, which it must equal. On the CPU the same listing comes
+the replayed peak it prints max_memory_allocated's, which it must equal, and the peak of the bytes the
+tensors requested (before the allocator rounds them into blocks). On the CPU the same listing comes
 from memory_model.py's count (kernel launches stubbed), so the two can be set side by side: the CPU model
 has under-counted the GPU's peak by 5 to 128 MB on most rows (README.md, "Measured: run 4"), and this
 shows where.
@@ -62,20 +63,25 @@ def by_site(blocks: list[tuple[int, str]]) -> list[tuple[int, int, str]]:
     return sorted(((b, n, site) for site, (b, n) in sums.items()), key=lambda t: (-t[0], t[2]))
 
 
-def cuda_peak(row, backend: str) -> tuple[float, list[tuple[int, str]], float]:
-    """(replayed peak MB, blocks alive at it, max_memory_allocated's MB) of one call on CUDA, measured as
-    the benchmark measures it (rnnlab.bench.measure.peak_memory_mb) with the allocator's history on."""
+def cuda_peak(row, backend: str) -> tuple[float, list[tuple[int, str]], float, float]:
+    """(replayed peak MB, blocks alive at it, max_memory_allocated's MB, requested MB) of one call on CUDA,
+    measured as the benchmark measures it (rnnlab.bench.measure.peak_memory_mb) with the allocator's
+    history on. "Requested" is the peak of the bytes the tensors asked for (the allocator's
+    requested_bytes statistic), before its rounding into blocks: if it is well below max_memory_allocated,
+    the difference is the allocator's, not an allocation of ours."""
     layer, x, grad_out = make_case(row, "cuda")
     _, forward_backward = steps_for(layer, backend, x, grad_out)
     forward_backward(), forward_backward()
-    record, snapshots = torch.cuda.memory._record_memory_history, []
+    record, snapshots, requested = torch.cuda.memory._record_memory_history, [], []
 
     def recorded():
         # a fresh history for each call (a previous row's would otherwise be replayed with it)
         record(enabled="all", context="alloc", stacks="python", clear_history=True)
         try:
+            base = torch.cuda.memory_stats().get("requested_bytes.all.current", 0)
             forward_backward()
             torch.cuda.synchronize()
+            requested.append(torch.cuda.memory_stats().get("requested_bytes.all.peak", 0) - base)
             snapshots.append(torch.cuda.memory._snapshot())
         finally:
             record(enabled=None)
@@ -83,7 +89,7 @@ def cuda_peak(row, backend: str) -> tuple[float, list[tuple[int, str]], float]:
     measured = peak_memory_mb(recorded)
     trace = snapshots[0]["device_traces"][torch.cuda.current_device()]
     peak, blocks = live_at_peak(trace)
-    return peak / MB, blocks, measured
+    return peak / MB, blocks, measured, requested[0] / MB
 
 
 def cpu_peak(row, backend: str) -> tuple[float, list[tuple[int, str]]]:
@@ -102,8 +108,11 @@ def main(argv=None) -> int:
     for row in args.rows:
         for backend in args.backends:
             if args.device == "cuda":
-                peak, blocks, measured = cuda_peak(row, backend)
-                title = f"replayed peak {peak:.1f} MB, max_memory_allocated {measured:.1f} MB"
+                peak, blocks, measured, requested = cuda_peak(row, backend)
+                title = (
+                    f"replayed peak {peak:.1f} MB, max_memory_allocated {measured:.1f} MB, "
+                    f"requested {requested:.1f} MB"
+                )
             else:
                 if backend == "cudnn":
                     print(f"\n{row} cudnn: no CPU model of cuDNN's memory (its CPU path is oneDNN)")

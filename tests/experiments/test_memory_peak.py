@@ -60,3 +60,51 @@ def test_prints_the_cpu_model_at_its_peak(capsys):
     rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| ") and "kernels/" in line]
     assert any("_lstm_fwd_impl" in cells[2] for cells in rows), out
     assert all(float(cells[0].strip("| ")) >= 0 for cells in rows)
+
+
+def test_cuda_listing_with_the_cuda_calls_stubbed(monkeypatch, capsys):
+    """The CUDA path's plumbing, which no CPU run reaches otherwise: the allocator history switched on and
+    off around the measured call, the snapshot's trace replayed, and the requested bytes taken from the
+    statistics' change over the call. The CUDA calls are stubbed and the layer runs on the CPU."""
+    import torch
+
+    script = load("memory_peak")
+    calls = []
+    stats = {"requested_bytes.all.current": 1000, "requested_bytes.all.peak": 1000}
+
+    def record(enabled="all", **kwargs):
+        calls.append(("record", enabled, kwargs.get("clear_history")))
+
+    def measured(fn):  # rnnlab.bench.measure.peak_memory_mb: reset the peak, call, report the peak
+        calls.append("measure")
+        stats["requested_bytes.all.peak"] = stats["requested_bytes.all.current"]
+        fn()
+        return 2.5
+
+    def synchronize():  # after the measured call: the most it asked for
+        stats["requested_bytes.all.peak"] = stats["requested_bytes.all.current"] + 3 * 2**20
+
+    def snapshot():
+        site = [frame("kernels/lstm.py", 7, "fwd")]
+        trace = [{"action": "alloc", "addr": 1, "size": 2**20, "frames": site}]
+        return {"device_traces": [trace]}
+
+    monkeypatch.setattr(script, "make_case", lambda row, device: script_make_case(row))
+    monkeypatch.setattr(script, "peak_memory_mb", measured)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", synchronize)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "memory_stats", lambda: dict(stats))
+    monkeypatch.setattr(torch.cuda.memory, "_record_memory_history", record)
+    monkeypatch.setattr(torch.cuda.memory, "_snapshot", snapshot)
+    assert script.main(["--device", "cuda", "--rows", "lstm,2,3,4,8,fp32", "--backends", "cudnn"]) == 0
+    assert calls == ["measure", ("record", "all", True), ("record", None, None)]
+    out = capsys.readouterr().out
+    assert "replayed peak 1.0 MB, max_memory_allocated 2.5 MB, requested 3.0 MB" in out, out
+    assert "| 1.0 | 1 | kernels/lstm.py:7 fwd |" in out, out
+
+
+def script_make_case(row):
+    from rnnlab.bench.measure import make_case
+
+    return make_case(row, "cpu")
