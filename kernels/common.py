@@ -111,10 +111,16 @@ def needs_grad(*tensors: torch.Tensor | None) -> bool:
 
 
 def recurrent_weight_grad(
-    d_gates: torch.Tensor, out: torch.Tensor, h0: torch.Tensor, lengths: torch.Tensor | None, reverse: bool
+    d_gates: torch.Tensor,
+    out: torch.Tensor,
+    h0: torch.Tensor,
+    lengths: torch.Tensor | None,
+    reverse: bool,
+    into: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """dW_hh = sum_t dG_t^T h_entering(t): (G*H, H), two deterministic GEMMs, without materialising the
-    (T, B, H) entering states.
+    (T, B, H) entering states. ``into``: a contiguous (G*H, H) tensor to write it in (rows of a larger
+    gradient), returned.
 
     A row's valid steps are a prefix t < length and dG is zero on the others, so the state entering a valid
     step is the output of the step processed just before (t - 1 forward, t + 1 reverse), except at the
@@ -123,17 +129,18 @@ def recurrent_weight_grad(
     steps, batch, hidden = out.shape
     gh = d_gates.shape[-1]
     if steps == 0:  # no step: the weight had no effect
-        return h0.new_zeros(gh, hidden)
+        return h0.new_zeros(gh, hidden) if into is None else into.zero_()
     if reverse:
-        shifted = d_gates[:-1].reshape(-1, gh).t() @ out[1:].reshape(-1, hidden)  # dG_t^T out_{t+1}
+        pair = d_gates[:-1].reshape(-1, gh).t(), out[1:].reshape(-1, hidden)  # dG_t^T out_{t+1}
         if lengths is None:
             first = d_gates[steps - 1]  # (B, G*H)
         else:
             last = (lengths.long() - 1).clamp_min(0)  # rows of length 0 have dG = 0 everywhere
             first = d_gates[last, torch.arange(batch, device=out.device)]
     else:
-        shifted = d_gates[1:].reshape(-1, gh).t() @ out[:-1].reshape(-1, hidden)  # dG_t^T out_{t-1}
+        pair = d_gates[1:].reshape(-1, gh).t(), out[:-1].reshape(-1, hidden)  # dG_t^T out_{t-1}
         first = d_gates[0]
+    shifted = torch.mm(*pair) if into is None else torch.mm(*pair, out=into)
     return shifted.addmm_(first.t(), h0)  # in place: one (G*H, H) result alive, not three
 
 

@@ -15,7 +15,6 @@ are GEMMs/sums afterwards.
 Paths (on chip, split resident, split streamed) and launches: see ``kernels/launch.py``.
 """
 
-import functools
 from typing import Optional
 
 import torch
@@ -460,14 +459,17 @@ def _backward(ctx, d_out, d_hn, _d_gates, _d_ghn):
     d_ghn = common.new_buffer(ghn.shape, ghn.dtype, ghn.device)  # (T, B, H): never over ghn (_gru_bwd_cell)
     bwd = common.op_or_impl(_gru_bwd, _gru_bwd_impl, w_hh)  # the custom op inside torch.compile
     dh0 = bwd(d_out, d_hn, w_hh, gates, ghn, out, h0, lengths, ctx.reverse, ctx.block_h, d_gx, d_ghn)
-    d_rz = d_gx[..., : 2 * h0.shape[1]]  # r, z: the same on both sides
-    grad = functools.partial(
-        common.recurrent_weight_grad, out=out, h0=h0, lengths=lengths, reverse=ctx.reverse
-    )
-    d_w_hh = torch.cat([grad(d_rz), grad(d_ghn)])  # r, z; n, the hidden side
+    hidden = h0.shape[1]
+    d_rz = d_gx[..., : 2 * hidden]  # r, z: the same on both sides
+    # (3H, H) and (3H,): r, z rows from d_rz, n rows from the hidden side d gh_n, each written in place
+    d_w_hh = d_gx.new_empty(3 * hidden, hidden)
+    for rows, grad in ((slice(0, 2 * hidden), d_rz), (slice(2 * hidden, None), d_ghn)):
+        common.recurrent_weight_grad(grad, out, h0, lengths, ctx.reverse, into=d_w_hh[rows])
     d_b_hh = None
     if ctx.has_bias:
-        d_b_hh = torch.cat([d_rz.sum(dim=(0, 1)), d_ghn.sum(dim=(0, 1))])  # (3H,)
+        d_b_hh = d_gx.new_empty(3 * hidden)
+        torch.sum(d_rz, dim=(0, 1), out=d_b_hh[: 2 * hidden])
+        torch.sum(d_ghn, dim=(0, 1), out=d_b_hh[2 * hidden :])
     return d_gx, d_w_hh, d_b_hh, dh0, None, None, None, None, None
 
 
