@@ -143,3 +143,25 @@ def test_overwrite_gx_refuses_a_leaf_that_requires_grad(cell):
     with pytest.raises(ValueError, match="overwrite_gx=True would overwrite gx, a leaf"):
         recurrence(gx, *inputs.values(), overwrite_gx=True)
     assert torch.equal(gx.detach(), before)
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+def test_recurrent_weight_grad_into_rows_of_a_larger_gradient(reverse, with_lengths):
+    """``into=`` (GRU writes its r, z rows and its n rows of dW_hh so, without a cat) gives the same
+    numbers, to the bit, as the returned tensor, and returns the rows it filled; with no step, zeros."""
+    from rnnlab.kernels import common
+
+    steps, batch, hidden = 5, 3, 8
+    lengths = torch.tensor([5, 0, 3]) if with_lengths else None
+    d_gates, out = torch.randn(steps, batch, 3 * hidden), torch.randn(steps, batch, hidden)
+    h0 = torch.randn(batch, hidden)
+    whole = torch.full((4 * hidden, hidden), float("nan"))
+    rows = whole[hidden:]  # the last 3H rows: a contiguous view of a larger tensor
+    got = common.recurrent_weight_grad(d_gates, out, h0, lengths, reverse, into=rows)
+    assert got.data_ptr() == rows.data_ptr()
+    want = common.recurrent_weight_grad(d_gates, out, h0, lengths, reverse)
+    torch.testing.assert_close(rows, want, rtol=0, atol=0)
+    assert whole[:hidden].isnan().all(), "rows outside ``into`` untouched"
+    empty = common.recurrent_weight_grad(d_gates[:0], out[:0], h0, lengths, reverse, into=rows)
+    assert empty.data_ptr() == rows.data_ptr() and not rows.any()
