@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import os
 
 import torch
 from torch._subclasses.fake_tensor import is_fake
+
+from rnnlab.reference.common import first_derivatives_only
 
 MAX_HIDDEN = 16384  # int32 offsets into W_hh (G*H*H) stay below 2^31 up to here
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -161,6 +164,7 @@ def eager_autograd(op, impl, setup_context, backward):
             return output
 
         @staticmethod
+        @first_derivatives_only  # create_graph=True: first derivatives; a second one raises
         def backward(ctx, *grads):
             return backward(ctx, *grads)
 
@@ -256,6 +260,26 @@ def check_overwrite(gx: torch.Tensor, overwrite_gx: bool) -> None:
             "overwrite_gx=True would overwrite gx, a leaf tensor that requires grad; it is for a gx the "
             "caller computed and does not read again (pass overwrite_gx=False)"
         )
+
+
+def never_overwriting(name: str, impl):
+    """``impl`` as the registered op ``name`` runs it: refusing overwrite_gx=True with a clear error. The op
+    declares no mutation, and torch.library refuses an output that is one of its inputs (with a message
+    about aliasing); the callers pass True only on the eager path (``common.eager_autograd``)."""
+    position = list(inspect.signature(impl).parameters).index("overwrite_gx")
+
+    @functools.wraps(impl)  # torch.library reads the schema from impl's signature through __wrapped__
+    def op(*args, **kwargs):
+        overwrite = kwargs["overwrite_gx"] if "overwrite_gx" in kwargs else args[position]
+        if overwrite:
+            raise ValueError(
+                f"{name} got overwrite_gx=True: the registered op never writes over gx (it declares no "
+                "mutation); pass overwrite_gx=False, or call the recurrence function, which overwrites on "
+                "eager calls only"
+            )
+        return impl(*args, **kwargs)
+
+    return op
 
 
 def check_inputs(gx: torch.Tensor, w_hh: torch.Tensor, h0: torch.Tensor, gates: int) -> int:

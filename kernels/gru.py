@@ -420,7 +420,9 @@ def _gru_bwd_impl(
 
 # Registered with torch.library (what torch.compile traces); eager calls use the implementations directly
 # through common.eager_autograd / common.op_or_impl.
-_gru_fwd = torch.library.custom_op("rnnlab::gru_fwd", _gru_fwd_impl, mutates_args=())
+_gru_fwd = torch.library.custom_op(
+    "rnnlab::gru_fwd", common.never_overwriting("rnnlab::gru_fwd", _gru_fwd_impl), mutates_args=()
+)
 _gru_bwd = torch.library.custom_op("rnnlab::gru_bwd", _gru_bwd_impl, mutates_args=("d_gates", "d_ghn"))
 
 

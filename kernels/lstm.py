@@ -428,7 +428,9 @@ def _lstm_bwd_impl(
 
 # Registered with torch.library (what torch.compile traces); eager calls use the implementations directly
 # through common.eager_autograd / common.op_or_impl.
-_lstm_fwd = torch.library.custom_op("rnnlab::lstm_fwd", _lstm_fwd_impl, mutates_args=())
+_lstm_fwd = torch.library.custom_op(
+    "rnnlab::lstm_fwd", common.never_overwriting("rnnlab::lstm_fwd", _lstm_fwd_impl), mutates_args=()
+)
 _lstm_bwd = torch.library.custom_op("rnnlab::lstm_bwd", _lstm_bwd_impl, mutates_args=("d_gates",))
 
 

@@ -21,6 +21,8 @@ its first valid step.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 
@@ -66,3 +68,38 @@ def tanh(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     if x.device.type != "cpu":
         return torch.tanh(x, out=out)
     return torch.sigmoid(x * 2, out=out).mul_(2).sub_(1)
+
+
+SECOND_DERIVATIVE = (
+    "rnnlab's recurrences have first derivatives only: a gradient computed with create_graph=True cannot be "
+    "differentiated again (as for torch.nn's cuDNN RNNs)"
+)
+
+
+def first_derivatives_only(backward):
+    """For a custom autograd Function's ``backward``: with create_graph=True it runs without recording a
+    graph, and the gradients it returns carry a node that raises (SECOND_DERIVATIVE) if anything
+    differentiates through them, as cuDNN's RNN backward does. Unlike torch's once_differentiable, that
+    holds even when the incoming gradients are constants, so a second derivative is never silently left
+    out. Without create_graph, ``backward`` runs as it is."""
+
+    @functools.wraps(backward)
+    def wrapped(ctx, *grads):
+        if not torch.is_grad_enabled():
+            return backward(ctx, *grads)
+        with torch.no_grad():
+            result = backward(ctx, *grads)
+        results = result if isinstance(result, tuple) else (result,)
+        where = [i for i, r in enumerate(results) if isinstance(r, torch.Tensor) and r.is_floating_point()]
+        if not where:
+            return result
+        guarded = torch._C._functions.DelayedError(SECOND_DERIVATIVE.encode(), len(where))(
+            *[results[i].detach().requires_grad_() for i in where]
+        )
+        guarded = guarded if isinstance(guarded, tuple) else (guarded,)
+        results = list(results)
+        for i, tensor in zip(where, guarded, strict=True):
+            results[i] = tensor
+        return tuple(results) if isinstance(result, tuple) else results[0]
+
+    return wrapped

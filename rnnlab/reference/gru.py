@@ -14,7 +14,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .common import masked, previous_states, tanh, to_processing_order, validity_mask, zeros_if_none
+from .common import (
+    first_derivatives_only,
+    masked,
+    previous_states,
+    tanh,
+    to_processing_order,
+    validity_mask,
+    zeros_if_none,
+)
 from .matmul import StepMatmul
 
 
@@ -53,6 +61,7 @@ class GRURecurrence(torch.autograd.Function):
         return to_processing_order(out, reverse), h_n.clone()
 
     @staticmethod
+    @first_derivatives_only
     def backward(ctx, d_out, d_hn):
         rz, n, states, w_hh, b_hh, h0, mask = ctx.saved_tensors
         steps, batch, hidden = n.shape

@@ -14,7 +14,15 @@ from __future__ import annotations
 
 import torch
 
-from .common import masked, previous_states, tanh, to_processing_order, validity_mask, zeros_if_none
+from .common import (
+    first_derivatives_only,
+    masked,
+    previous_states,
+    tanh,
+    to_processing_order,
+    validity_mask,
+    zeros_if_none,
+)
 from .matmul import StepMatmul
 
 
@@ -68,6 +76,7 @@ class LSTMRecurrence(torch.autograd.Function):
         return to_processing_order(out, reverse), h_n.clone(), c_n.clone()
 
     @staticmethod
+    @first_derivatives_only
     def backward(ctx, d_out, d_hn, d_cn):
         gates, cells, states, w_hh, h0, c0, mask = ctx.saved_tensors
         steps, batch, four_h = gates.shape

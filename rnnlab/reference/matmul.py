@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from .common import first_derivatives_only
+
 
 def _onednn_usable(weight: torch.Tensor) -> bool:
     return (
@@ -65,6 +67,7 @@ class _OneDNNLinear(torch.autograd.Function):
         return _onednn_linear(x, weight, bias)
 
     @staticmethod
+    @first_derivatives_only
     def backward(ctx, dy):
         x, weight = ctx.saved_tensors
         dx = _onednn_linear(dy, weight.t(), None) if ctx.needs_input_grad[0] else None

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import torch
 
-from .common import masked, previous_states, tanh, to_processing_order, validity_mask, zeros_if_none
+from .common import (
+    first_derivatives_only,
+    masked,
+    previous_states,
+    tanh,
+    to_processing_order,
+    validity_mask,
+    zeros_if_none,
+)
 from .matmul import StepMatmul
 
 NONLINEARITIES = ("tanh", "relu", "sigmoid")
@@ -55,6 +63,7 @@ class RNNRecurrence(torch.autograd.Function):
         return to_processing_order(out, reverse), h_n.clone()
 
     @staticmethod
+    @first_derivatives_only
     def backward(ctx, d_out, d_hn):
         states, w_hh, h0, mask = ctx.saved_tensors
         steps, batch, hidden = states.shape

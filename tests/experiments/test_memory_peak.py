@@ -70,7 +70,8 @@ def test_cuda_listing_with_the_cuda_calls_stubbed(monkeypatch, capsys):
 
     script = load("memory_peak")
     calls = []
-    stats = {"requested_bytes.all.current": 1000, "requested_bytes.all.peak": 1000}
+    base = 5 * 2**20  # alive before the call: not the call's
+    stats = {"requested_bytes.all.current": base, "requested_bytes.all.peak": base}
 
     def record(enabled="all", **kwargs):
         calls.append(("record", enabled, kwargs.get("clear_history")))

@@ -95,21 +95,32 @@ def test_gradients_through_the_final_state_only(cell, lengths):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-@pytest.mark.parametrize("block_h", [0, 16], ids=["on-chip", "split"])
+@pytest.mark.parametrize("path", ["on-chip", "resident", "streamed"])
 @pytest.mark.parametrize("lengths", [False, True], ids=["full", "lengths"])
-def test_gates_written_over_gx_change_nothing_else(cell, block_h, lengths):
+def test_gates_written_over_gx_change_nothing_else(monkeypatch, cell, path, lengths):
     """overwrite_gx=True, what the layers pass for the gx they own: while training, the forward makes no
     buffer of gx's shape of its own and writes the saved gates over gx (LSTM i, f, g, o; GRU r, z, n); every
-    output and gradient is identical, to the bit, to a call without it. Without a gradient to compute, gx is
-    left alone."""
-    from rnnlab.kernels import gru, lstm
+    output and gradient is identical, to the bit, to a call without it, on each of launch.py's paths. Without
+    a gradient to compute, gx is left alone."""
+    from rnnlab.kernels import common, gru, launch, lstm
+
+    block_h = 0 if path == "on-chip" else 16
+    if path == "streamed":
+        monkeypatch.setenv("RNNLAB_RESIDENT", "0")  # W_hh re-read every step, one tile per program at a time
+    plan = launch.plan(common.GATES[cell], 20, 3, torch.float32, torch.device("cpu"), block_h)
+    assert (plan.meta["ON_CHIP"], plan.meta["RESIDENT"]) == {
+        "on-chip": (True, False),
+        "resident": (False, True),
+        "streamed": (False, False),
+    }[path]
 
     recurrence = {"lstm": lstm._lstm, "gru": gru._gru}[cell]
     case = Case(cell, batch=3, steps=7, hidden=20, lengths=lengths, reverse=lengths)
     inputs, lens = draw_inputs(case), draw_lengths(case)
     gates_shape = tuple(inputs["gx"].shape)
+    finals = {"lstm": 2, "gru": 1}[cell]  # h_n (and c_n)
     upstream = [torch.randn(case.steps, case.batch, case.hidden)]
-    upstream += [torch.randn(case.batch, case.hidden) for _ in range(len(inputs) - 2)]  # h_n (and c_n)
+    upstream += [torch.randn(case.batch, case.hidden) for _ in range(finals)]
     results = []
     for overwrite in (False, True):
         leaves = {name: t.float().requires_grad_() for name, t in inputs.items()}
@@ -165,3 +176,45 @@ def test_recurrent_weight_grad_into_rows_of_a_larger_gradient(reverse, with_leng
     assert whole[:hidden].isnan().all(), "rows outside ``into`` untouched"
     empty = common.recurrent_weight_grad(d_gates[:0], out[:0], h0, lengths, reverse, into=rows)
     assert empty.data_ptr() == rows.data_ptr() and not rows.any()
+
+
+@pytest.mark.parametrize("impl", ["kernel", "reference"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_create_graph_gives_first_derivatives_and_refuses_a_second(cell, impl):
+    """create_graph=True (a gradient penalty, say) gives the same first derivatives as a plain backward;
+    differentiating them again raises, even from a constant upstream gradient and beside a term that does
+    have a graph, rather than returning a second derivative that silently leaves out the recurrence (what
+    torch's once_differentiable would do there). Both backwards write with out= ops, which autograd
+    refuses while it records a graph: they run without one."""
+    case = Case(cell, batch=3, steps=5, hidden=20, lengths=True, reverse=True)
+    inputs, lengths = draw_inputs(case), draw_lengths(case)
+    upstream = torch.randn(case.steps, case.batch, case.hidden)
+    grads = []
+    for create_graph in (False, True):
+        outputs, leaves = run(case, inputs, lengths, impl, torch.float32)
+        weights = [leaf for leaf in leaves.values() if leaf is not None]
+        grads.append(torch.autograd.grad(outputs[0], weights, upstream, create_graph=create_graph))
+    for plain, recorded in zip(*grads, strict=True):
+        torch.testing.assert_close(recorded, plain, rtol=0, atol=0)
+    penalty = sum(g.pow(2).sum() for g in grads[1]) + sum(w.sum() for w in weights)
+    with pytest.raises(RuntimeError, match="first derivatives only"):
+        penalty.backward()
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_registered_op_refuses_to_overwrite_gx(cell):
+    """The registered op (what torch.compile traces) declares no mutation: called directly with
+    overwrite_gx=True it raises a ValueError naming the argument, before touching gx; with False it runs."""
+    from rnnlab.kernels import gru, lstm  # noqa: F401  (importing a cell module registers its ops)
+
+    case = Case(cell, batch=2, steps=3, hidden=16)
+    inputs = {name: t.float() for name, t in draw_inputs(case).items()}
+    gx = inputs.pop("gx")
+    before = gx.clone()
+    op = getattr(torch.ops.rnnlab, f"{cell}_fwd")
+    args = (gx, *inputs.values(), None, False, True, 0)  # lengths, reverse, save, block_h
+    with pytest.raises(ValueError, match="overwrite_gx=True"):
+        op(*args, True)
+    assert torch.equal(gx, before)
+    outputs = op(*args, False)
+    assert torch.equal(gx, before) and outputs[0].shape == (case.steps, case.batch, case.hidden)
