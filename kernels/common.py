@@ -252,14 +252,17 @@ def in_dtype(buf: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return buf.to(dtype).detach()
 
 
-def check_overwrite(gx: torch.Tensor, overwrite_gx: bool) -> None:
-    """``overwrite_gx`` is for a gx the caller computed and does not read again: refuse a leaf that requires
-    grad (its value is the caller's, and autograd would reject the in-place write only later, if at all)."""
+def overwrite_allowed(gx: torch.Tensor, overwrite_gx: bool, save: bool) -> bool:
+    """Whether the forward writes the gates it saves over gx: asked for (``overwrite_gx``), something to save,
+    and not while torch.compile traces (the registered op declares no mutation). ``overwrite_gx`` is for a gx
+    the caller computed and does not read again: a leaf that requires grad is refused (its value is the
+    caller's, and autograd would reject the in-place write only later, if at all)."""
     if overwrite_gx and gx.is_leaf and gx.requires_grad:
         raise ValueError(
             "overwrite_gx=True would overwrite gx, a leaf tensor that requires grad; it is for a gx the "
             "caller computed and does not read again (pass overwrite_gx=False)"
         )
+    return overwrite_gx and save and not tracing(gx)
 
 
 def never_overwriting(name: str, impl):

@@ -517,7 +517,6 @@ def _gru(gx, w_hh, b_hh, h0, lengths=None, reverse=False, block_h=0, overwrite_g
         raise ValueError(f"b_hh must be ({3 * hidden},) in {gx.dtype}, got {tuple(b_hh.shape)} {b_hh.dtype}")
     lengths = common.lengths_arg(lengths, gx.shape[1], gx.device)
     save = common.needs_grad(gx, w_hh, b_hh, h0)
-    common.check_overwrite(gx, overwrite_gx)
-    overwrite = overwrite_gx and save and not common.tracing(gx)
+    overwrite = common.overwrite_allowed(gx, overwrite_gx, save)
     out, h_n, _, _ = _gru_forward(gx, w_hh, b_hh, h0, lengths, reverse, save, block_h, overwrite)
     return out, h_n

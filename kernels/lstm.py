@@ -515,7 +515,6 @@ def _lstm(gx, w_hh, h0, c0, lengths=None, reverse=False, block_h=0, overwrite_gx
     common.check_inputs(gx, w_hh, c0, 4)
     lengths = common.lengths_arg(lengths, gx.shape[1], gx.device)
     save = common.needs_grad(gx, w_hh, h0, c0)
-    common.check_overwrite(gx, overwrite_gx)
-    overwrite = overwrite_gx and save and not common.tracing(gx)
+    overwrite = common.overwrite_allowed(gx, overwrite_gx, save)
     out, h_n, c_n, _, _ = _lstm_forward(gx, w_hh, h0, c0, lengths, reverse, save, block_h, overwrite)
     return out, h_n, c_n
