@@ -122,6 +122,56 @@ def step_sync(counter, target, SYNC: tl.constexpr):
 
 
 @triton.jit
+def read_state(h_buf, xch, s, size, off, mask, TAGGED: tl.constexpr):
+    """The whole state h_s (fp32) at the given offsets of the split path's (2, B, H) scratch (``size`` = B * H
+    elements a slot), as step s reads it: slot s % 2 of ``h_buf`` after the step's barrier, or with TAGGED
+    the words of slot s % 2 of ``xch`` once each carries step s's tag (``tagged_store``; the first step
+    reads h0 from ``h_buf``, which the host wrote before the launch)."""
+    if TAGGED:
+        if s == 0:
+            h = tl.load(h_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
+        else:
+            h = tagged_load(xch + (s % 2) * size, off, mask, s)
+    else:
+        h = tl.load(h_buf + (s % 2) * size + off, mask=mask, other=0.0, cache_modifier=".cg")
+    return h
+
+
+@triton.jit
+def write_state(h_buf, xch, counter, s, size, off, mask, h, SYNC: tl.constexpr, TAGGED: tl.constexpr):
+    """End of step s on the split path: this program's tile of h_{s+1} into slot (s + 1) % 2 of ``h_buf``
+    (the final state, and what a step-by-step launch starts from), then the barrier (``step_sync``), or
+    with TAGGED the same values tagged s + 1 into ``xch`` and no barrier: readers wait on the words
+    themselves (``read_state``)."""
+    slot = ((s + 1) % 2) * size
+    tl.store(h_buf + slot + off, h, mask=mask)
+    if TAGGED:
+        tagged_store(xch + slot, off, mask, h, s + 1)
+    else:
+        step_sync(counter, (s + 1) * tl.num_programs(1), SYNC)
+
+
+@triton.jit
+def tagged_store(words, off, mask, value, tag):
+    """Store fp32 ``value`` with ``tag`` in one int64 word per element (tag in the high 32 bits, the value's
+    bits in the low): an aligned 64-bit store is seen whole or not at all, so a reader that finds the tag
+    it waits for has the value of that step, with no fence or counter between writer and reader."""
+    bits = value.to(tl.uint32, bitcast=True).to(tl.int64)  # zero-extended
+    tl.store(words + off, bits | (tl.cast(tag, tl.int64) << 32), mask=mask)
+
+
+@triton.jit
+def tagged_load(words, off, mask, tag):
+    """The fp32 values of ``tagged_store``'s words at ``off``, polled (volatile loads, from L2) until every
+    word in ``mask`` carries ``tag``. A slot holds step s's words or those of step s - 2, never a later
+    step's: the writer of step s + 2 first waits for this program's words of step s + 1."""
+    word = tl.load(words + off, mask=mask, other=0, volatile=True)
+    while tl.min(tl.where(mask, (word >> 32).to(tl.int32), tag)) < tag:
+        word = tl.load(words + off, mask=mask, other=0, volatile=True)
+    return word.to(tl.int32).to(tl.float32, bitcast=True)  # the low 32 bits
+
+
+@triton.jit
 def load_step(s, last, delta, PREFETCH: tl.constexpr):
     """The processing step whose inputs step s loads: s itself, or with PREFETCH the step after it
     (s + delta: +1 forward, -1 backward), staying at ``last`` (T - 1 or 0; that reload goes unused)."""

@@ -29,12 +29,14 @@ from .device import (
     load_w_tile,
     load_wt_tile,
     prefetched,
+    read_state,
     sigmoid,
     state_tile,
     step_sync,
     step_validity,
     tanh,
     time_index,
+    write_state,
 )
 
 
@@ -80,8 +82,8 @@ def _gru_fwd_cell(
 
 @triton.jit(do_not_specialize=["T", "S0", "STEPS"])
 def _gru_fwd_kernel(
-    gx, w, b, lengths, out, gates, ghn, h_buf, T, B, H, counter, S0, STEPS,
-    SYNC: tl.constexpr,
+    gx, w, b, lengths, out, gates, ghn, h_buf, T, B, H, counter, xch, S0, STEPS,
+    SYNC: tl.constexpr, TAGGED: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, SAVE: tl.constexpr,
     ON_CHIP: tl.constexpr, RESIDENT: tl.constexpr, PREFETCH: tl.constexpr, BLOCK_B: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
@@ -132,15 +134,14 @@ def _gru_fwd_kernel(
             t_load = time_index(load_step(s, T - 1, 1, PREFETCH), T, REVERSE)  # issued before the barrier
             x, x_next = prefetched(x_next, _gru_gx(gx, t_load, B, H, rows, cols), PREFETCH)
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
-            hk = tl.load(h_buf + (s % 2) * B * H + k_off, mask=k_mask, other=0.0, cache_modifier=".cg").to(dt)
+            hk = read_state(h_buf, xch, s, B * H, k_off, k_mask, TAGGED).to(dt)
             acc_r = dot(hk, w_r, None, PRECISION, UPCAST)
             acc_z = dot(hk, w_z, None, PRECISION, UPCAST)
             acc_n = dot(hk, w_n, None, PRECISION, UPCAST)
             h = _gru_fwd_cell(
                 x, b, out, gates, ghn, t, B, H, rows, cols, acc_r, acc_z, acc_n, h, valid, HAS_BIAS, SAVE
             )
-            tl.store(h_buf + ((s + 1) % 2) * B * H + off, h, mask=mask)
-            step_sync(counter, (s + 1) * tl.num_programs(1), SYNC)  # h_t complete before step s + 1 reads it
+            write_state(h_buf, xch, counter, s, B * H, off, mask, h, SYNC, TAGGED)  # before step s + 1 reads
     else:
         # This program's column tiles of every gate (see launch.Plan); h_{t-1} read from L2 (.cg).
         offs_n = tl.arange(0, BLOCK_N)
@@ -381,7 +382,7 @@ def _gru_fwd_impl(
         args = (gx, w_hh, bias, lengths, out, *saved, h_buf, steps, batch, hidden)
         with common.device_guard(gx):
             launch.run(
-                _gru_fwd_kernel, plan, steps, args,
+                _gru_fwd_kernel, plan, steps, args, exchange=(batch, hidden),
                 HAS_BIAS=b_hh is not None, HAS_LENGTHS=lengths is not None, REVERSE=reverse, SAVE=save,
             )  # fmt: skip
     return out, common.in_dtype(h_buf[steps % 2], gx.dtype), gates, ghn

@@ -9,7 +9,9 @@ Three paths, chosen by size:
 - split, resident: the H output columns of a batch tile are dealt to up to one program per SM, each owning
   one column tile whose slice of W_hh stays on chip for the launch (the compiler keeps it in shared
   memory, its state tile in registers); the programs of a batch tile meet at a grid barrier every step
-  (``device.step_sync``).
+  (``device.step_sync``). RNNLAB_EXCHANGE=tagged (a comparison switch until a GPU run has timed it):
+  the forward's programs exchange h as tagged words and wait on the words themselves, no barrier
+  (``device.tagged_store``).
 - split, streamed: the same, with W_hh re-read from L2 every step in BLOCK_K x BLOCK_N tiles (slices too
   large to keep, or several column tiles per program).
 
@@ -65,6 +67,7 @@ class Plan:
     meta: Mapping[str, object]  # read-only: plans are shared (``plan`` remembers them)
     sync: bool
     fallback: Plan | None = None
+    tagged: bool = False  # resident forward: h exchanged as tagged words instead of through the barrier
 
     @property
     def one_launch(self) -> bool:
@@ -129,6 +132,17 @@ def prefetch_allowed() -> bool:
     return os.environ.get("RNNLAB_PREFETCH", "1") != "0"
 
 
+def exchange_tagged() -> bool:
+    """RNNLAB_EXCHANGE=tagged: on the resident split path the forward kernels pass h between programs as
+    (step, value) words and poll those (``device.tagged_load``) instead of meeting at the grid barrier,
+    which saves the barrier's fence and counter round trips through L2 every step. "barrier" (default)
+    keeps the barrier. A comparison switch until a GPU run has timed it."""
+    spec = os.environ.get("RNNLAB_EXCHANGE") or "barrier"
+    if spec not in ("barrier", "tagged"):
+        raise ValueError(f"RNNLAB_EXCHANGE must be 'barrier' or 'tagged', got {spec!r}")
+    return spec == "tagged"
+
+
 def grid_sync_allowed() -> bool:
     """A switch for debugging: RNNLAB_GRID_SYNC=0 launches the split path step by step instead."""
     return not common.interpreted() and os.environ.get("RNNLAB_GRID_SYNC", "1") != "0"
@@ -165,6 +179,7 @@ def plan(
         prefetch=prefetch_allowed(),
         grid_sync=grid_sync_allowed(),
         widest=max_block_b(gates),
+        tagged=exchange_tagged(),
     )
     return _make_plan(gates, hidden, batch, dtype, block_h, allow_on_chip, settings)
 
@@ -172,7 +187,7 @@ def plan(
 class _Settings(NamedTuple):
     """The environment of a plan: the device's SM count, the interpreter, the fp32 dot precision, the
     RNNLAB_* knobs (on-chip bytes, resident and its two bounds, tile override, prefetch, grid sync, widest
-    batch tile)."""
+    batch tile, tagged exchange)."""
 
     sms: int
     interpreted: bool
@@ -185,6 +200,7 @@ class _Settings(NamedTuple):
     prefetch: bool
     grid_sync: bool
     widest: int
+    tagged: bool
 
 
 @functools.lru_cache(maxsize=4096)
@@ -241,7 +257,8 @@ def _make_plan(gates, hidden, batch, dtype, block_h, allow_on_chip, settings: _S
     if on_chip and not block_h:
         fallback = _make_plan(gates, hidden, batch, dtype, block_h, False, settings)
     sync = n_progs > 1 and settings.grid_sync
-    return Plan((b_tiles, n_progs), MappingProxyType(meta), sync=sync, fallback=fallback)
+    tagged = resident and settings.tagged
+    return Plan((b_tiles, n_progs), MappingProxyType(meta), sync=sync, fallback=fallback, tagged=tagged)
 
 
 def resident_warps(gates: int, block_n: int, block_k: int) -> int:
@@ -274,30 +291,46 @@ def _tile_override() -> dict:
     return dict(BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps, num_stages=stages)
 
 
-def run(kernel, plan: Plan, steps: int, args: tuple, phased: bool = False, **constexprs) -> None:
+def run(
+    kernel,
+    plan: Plan,
+    steps: int,
+    args: tuple,
+    phased: bool = False,
+    exchange: tuple | None = None,
+    **constexprs,
+) -> None:
     """Run ``kernel[grid](*args, counter, S0, STEPS, **constexprs, **meta)`` over all ``steps``.
 
     ``phased`` (the backward kernels): a step has two phases with a barrier between them, so a step-by-step
-    launch runs PHASE1 and PHASE2 as two launches. An on-chip kernel the device has no room for runs as
-    ``plan.fallback`` (remembered, so later calls go there directly)."""
-    grid, meta = plan.grid, plan.meta
+    launch runs PHASE1 and PHASE2 as two launches. ``exchange`` = (B, H) (the forward kernels, which take
+    ``xch`` after ``counter`` and TAGGED): with a tagged plan, the zeroed (2, B, H) int64 words they pass h
+    through (``device.tagged_store``); otherwise they get None and TAGGED=False. An on-chip kernel the
+    device has no room for runs as ``plan.fallback`` (remembered, so later calls go there directly)."""
+    grid, meta, device = plan.grid, plan.meta, args[0].device
+    tail, tagged = (), {}  # the backward kernels take neither
+    uses_tags = exchange is not None and plan.tagged
+    if exchange is not None:
+        xch = torch.zeros((2, *exchange), dtype=torch.int64, device=device) if uses_tags else None
+        tail, tagged = (xch,), dict(TAGGED=uses_tags)
     if plan.one_launch:
-        refused = None if plan.fallback is None else (kernel, args[0].device, tuple(sorted(meta.items())))
+        refused = None if plan.fallback is None else (kernel, device, tuple(sorted(meta.items())))
         if refused in _NO_ROOM:
-            return run(kernel, plan.fallback, steps, args, phased, **constexprs)
-        counter = torch.zeros(grid[0], dtype=torch.int32, device=args[0].device) if plan.sync else None
+            return run(kernel, plan.fallback, steps, args, phased, exchange, **constexprs)
+        sync = plan.sync and not uses_tags  # the tagged words replace the barrier
+        counter = torch.zeros(grid[0], dtype=torch.int32, device=device) if sync else None
         phases = dict(PHASE1=True, PHASE2=True) if phased else {}
         try:
-            kernel[grid](*args, counter, 0, steps, SYNC=plan.sync, **phases, **constexprs, **meta)
+            kernel[grid](*args, counter, *tail, 0, steps, SYNC=sync, **tagged, **phases, **constexprs, **meta)
         except Exception as err:
             from triton.runtime.errors import OutOfResources  # raised before the kernel starts
 
             if refused is None or not isinstance(err, OutOfResources):
                 raise
             _NO_ROOM.add(refused)
-            run(kernel, plan.fallback, steps, args, phased, **constexprs)
+            run(kernel, plan.fallback, steps, args, phased, exchange, **constexprs)
         return
     halves = (dict(PHASE1=True, PHASE2=False), dict(PHASE1=False, PHASE2=True)) if phased else ({},)
     for s in range(steps):
         for phases in halves:
-            kernel[grid](*args, None, s, 1, SYNC=False, **phases, **constexprs, **meta)
+            kernel[grid](*args, None, *tail, s, 1, SYNC=False, **tagged, **phases, **constexprs, **meta)

@@ -29,12 +29,14 @@ from .device import (
     load_w_tile,
     load_wt_tile,
     prefetched,
+    read_state,
     sigmoid,
     state_tile,
     step_sync,
     step_validity,
     tanh,
     time_index,
+    write_state,
 )
 
 
@@ -81,8 +83,9 @@ def _lstm_fwd_cell(
 
 @triton.jit(do_not_specialize=["T", "S0", "STEPS"])
 def _lstm_fwd_kernel(
-    gx, w, lengths, out, gates, cells, h_buf, c_buf, T, B, H, counter, S0, STEPS,
-    SYNC: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, SAVE: tl.constexpr,
+    gx, w, lengths, out, gates, cells, h_buf, c_buf, T, B, H, counter, xch, S0, STEPS,
+    SYNC: tl.constexpr, TAGGED: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, SAVE: tl.constexpr,
     ON_CHIP: tl.constexpr, RESIDENT: tl.constexpr, PREFETCH: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
     UPCAST: tl.constexpr,
@@ -138,7 +141,7 @@ def _lstm_fwd_kernel(
             t_load = time_index(load_step(s, T - 1, 1, PREFETCH), T, REVERSE)  # issued before the barrier
             x, x_next = prefetched(x_next, _lstm_gx(gx, t_load, B, H, rows, cols), PREFETCH)
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
-            hk = tl.load(h_buf + (s % 2) * B * H + k_off, mask=k_mask, other=0.0, cache_modifier=".cg").to(dt)
+            hk = read_state(h_buf, xch, s, B * H, k_off, k_mask, TAGGED).to(dt)
             acc_i = dot(hk, w_i, None, PRECISION, UPCAST)
             acc_f = dot(hk, w_f, None, PRECISION, UPCAST)
             acc_g = dot(hk, w_g, None, PRECISION, UPCAST)
@@ -146,8 +149,7 @@ def _lstm_fwd_kernel(
             h, c = _lstm_fwd_cell(
                 x, out, gates, cells, t, B, H, rows, cols, acc_i, acc_f, acc_g, acc_o, h, c, valid, SAVE
             )
-            tl.store(h_buf + ((s + 1) % 2) * B * H + off, h, mask=mask)
-            step_sync(counter, (s + 1) * tl.num_programs(1), SYNC)  # h_t complete before step s + 1 reads it
+            write_state(h_buf, xch, counter, s, B * H, off, mask, h, SYNC, TAGGED)  # before step s + 1 reads
         tl.store(c_buf + off, c, mask=mask)
     else:
         # W_hh re-read every step in (BLOCK_K, BLOCK_N) tiles; h_{t-1} comes from the scratch slot written
@@ -389,7 +391,7 @@ def _lstm_fwd_impl(
         args = (gx, w_hh, lengths, out, gates if save else None, cells if save else None, h_buf, c_buf)
         with common.device_guard(gx):
             launch.run(
-                _lstm_fwd_kernel, plan, steps, (*args, steps, batch, hidden),
+                _lstm_fwd_kernel, plan, steps, (*args, steps, batch, hidden), exchange=(batch, hidden),
                 HAS_LENGTHS=lengths is not None, REVERSE=reverse, SAVE=save,
             )  # fmt: skip
     return out, common.in_dtype(h_buf[steps % 2], gx.dtype), common.in_dtype(c_buf, gx.dtype), gates, cells

@@ -22,10 +22,12 @@ from .device import (
     load_w_tile,
     load_wt_tile,
     prefetched,
+    read_state,
     state_tile,
     step_sync,
     step_validity,
     time_index,
+    write_state,
 )
 
 
@@ -50,8 +52,8 @@ def _rnn_fwd_cell(x, out, t, B, H, rows, cols, acc, h_prev, valid, ACT: tl.const
 
 @triton.jit(do_not_specialize=["T", "S0", "STEPS"])
 def _rnn_fwd_kernel(
-    gx, w, lengths, out, h_buf, T, B, H, counter, S0, STEPS,
-    SYNC: tl.constexpr,
+    gx, w, lengths, out, h_buf, T, B, H, counter, xch, S0, STEPS,
+    SYNC: tl.constexpr, TAGGED: tl.constexpr,
     ACT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, ON_CHIP: tl.constexpr,
     RESIDENT: tl.constexpr, PREFETCH: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -93,11 +95,10 @@ def _rnn_fwd_kernel(
             t_load = time_index(load_step(s, T - 1, 1, PREFETCH), T, REVERSE)  # issued before the barrier
             x, x_next = prefetched(x_next, _rnn_gx(gx, t_load, B, H, rows, cols), PREFETCH)
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
-            hk = tl.load(h_buf + (s % 2) * B * H + k_off, mask=k_mask, other=0.0, cache_modifier=".cg")
+            hk = read_state(h_buf, xch, s, B * H, k_off, k_mask, TAGGED)
             acc = dot(hk.to(dt), w_t, None, PRECISION, UPCAST)
             h = _rnn_fwd_cell(x, out, t, B, H, rows, cols, acc, h, valid, ACT)
-            tl.store(h_buf + ((s + 1) % 2) * B * H + off, h, mask=mask)
-            step_sync(counter, (s + 1) * tl.num_programs(1), SYNC)  # h_t complete before step s + 1 reads it
+            write_state(h_buf, xch, counter, s, B * H, off, mask, h, SYNC, TAGGED)  # before step s + 1 reads
     else:
         # This program's column tiles (see launch.Plan); h_{t-1} read from L2 (.cg).
         offs_n = tl.arange(0, BLOCK_N)
@@ -257,6 +258,7 @@ def _rnn_fwd_impl(
         with common.device_guard(gx):
             launch.run(
                 _rnn_fwd_kernel, plan, steps, (gx, w_hh, lengths, out, h_buf, steps, batch, hidden),
+                exchange=(batch, hidden),
                 ACT=_ACT[nonlinearity], HAS_LENGTHS=lengths is not None, REVERSE=reverse,
             )  # fmt: skip
     return out, common.in_dtype(h_buf[steps % 2], gx.dtype)

@@ -8,10 +8,10 @@
 #
 # GPU_CHECK_QUICK=1 runs the quick benchmark grid (fp32 and bf16, two rows per cell) instead of the full one;
 # BACKENDS (default "cudnn triton": run 4's table has the reference path's times) picks the benchmark's
-# backends; TESTS=0 / TUNE=0 skip phase 3 / phases 5 and 6. SMOKE_S / BENCH_S / TESTS_S / MEMORY_S / TUNE_S
-# (each group) / HOST_S / HOST_COMPILED_S bound the phases (seconds), and BUDGET_S (default 570, for a
-# 590-second call) bounds them all: a phase gets at most what is left, and one with under 15 s left is
-# skipped (the log says so). If the grid-barrier smoke test fails or hangs, the rest runs with
+# backends; TESTS=0 / TUNE=0 skip phase 3 / phases 5 and 6. SMOKE_S / SMOKE_TAGGED_S / BENCH_S / TESTS_S /
+# MEMORY_S / TUNE_S (each group) / HOST_S / HOST_COMPILED_S bound the phases (seconds), and BUDGET_S
+# (default 570, for a 590-second call) bounds them all: a phase gets at most what is left, and one with
+# under 15 s left is skipped (the log says so). If the grid-barrier smoke test fails or hangs, the rest runs with
 # RNNLAB_GRID_SYNC=0 (the split path launched step by step), and the log says so.
 set -uo pipefail
 out=${OUT:-/tmp/rnnlab-gpu}
@@ -38,13 +38,25 @@ workers=()
 python -c "import xdist" 2>/dev/null && workers=(-n 12)
 
 # 1. The grid barrier: one launch with a barrier per step against step-by-step launches, every cell.
-bounded "${SMOKE_S:-60}" python -m pytest tests/kernels/test_gpu.py -k grid_barrier "${workers[@]}" -q -p no:cacheprovider \
-    > "$out/smoke.log" 2>&1
+bounded "${SMOKE_S:-60}" python -m pytest tests/kernels/test_gpu.py -k "grid_barrier and not tagged" "${workers[@]}" \
+    -q -p no:cacheprovider > "$out/smoke.log" 2>&1
 smoke=$?
 tail -5 "$out/smoke.log"
 if [ "$smoke" != 0 ]; then
     echo "grid-barrier smoke test failed (exit $smoke): the rest runs with RNNLAB_GRID_SYNC=0" | tee -a "$out/gpu.txt"
     export RNNLAB_GRID_SYNC=0
+fi
+# 1b. The tagged exchange (RNNLAB_EXCHANGE=tagged, off by default, never run on a GPU before): the same test
+# with it, on its own, so that a hang there costs only this phase. If it fails, phase 3 leaves out every
+# test named "tagged" and phase 5 its group.
+bounded "${SMOKE_TAGGED_S:-40}" python -m pytest tests/kernels/test_gpu.py -k "grid_barrier and tagged" \
+    "${workers[@]}" -q -p no:cacheprovider > "$out/smoke-tagged.log" 2>&1
+tagged=$?
+tail -3 "$out/smoke-tagged.log"
+untagged=()
+if [ "$tagged" != 0 ]; then
+    echo "tagged-exchange smoke test failed (exit $tagged): its tests and tuning group are left out" | tee -a "$out/gpu.txt"
+    untagged=(-k "not tagged")
 fi
 
 # 2. The benchmark, on a quiet GPU.
@@ -61,7 +73,8 @@ grep -A200 "^| cell" "$out/bench-cuda.log" | grep -v reference
 # 27 s alone): 120 s, so that a slow run still reaches pytest's summary.
 if [ "${TESTS:-1}" = 1 ]; then
     bounded "${TESTS_S:-120}" python -m pytest tests/kernels tests/layers/test_triton_backend.py \
-        tests/layers/test_layer_compile.py tests/layers/test_bidirectional_streams.py "${workers[@]}" -q -rfE \
+        tests/layers/test_layer_compile.py tests/layers/test_bidirectional_streams.py "${workers[@]}" \
+        "${untagged[@]}" -q -rfE \
         -p no:cacheprovider > "$out/gpu-tests.log" 2>&1
     echo "pytest exit $?"
     tail -15 "$out/gpu-tests.log"
@@ -81,9 +94,12 @@ grep -e "peak" "$out/memory-peak.log"
 # (--profile). A group is "rows|settings" (space-separated each); TUNE_GROUPS (groups separated by ";")
 # replaces the default groups. Knobs (kernels/launch.py): RNNLAB_ON_CHIP_BYTES, RNNLAB_PREFETCH,
 # RNNLAB_RESIDENT, RNNLAB_RESIDENT_ELEMENTS, RNNLAB_RESIDENT_STATE, RNNLAB_MAX_BLOCK_B,
-# RNNLAB_TILE=BLOCK_N,BLOCK_K,warps,stages; several knobs in one setting joined by commas; a row cell,B,T,I,H,dtype[,bi]. The default groups, most
+# RNNLAB_EXCHANGE, RNNLAB_TILE=BLOCK_N,BLOCK_K,warps,stages; several knobs in one setting joined by commas; a row cell,B,T,I,H,dtype[,bi]. The default groups, most
 # wanted first (a group cut short by the limit loses only itself; every setting was compiled for sm_90
-# first: experiments/kernels/sm90-triton3.6-next-run.txt has its registers, spills and shared memory):
+# first: experiments/kernels/sm90-triton3.6-next-run.txt has its registers, spills and shared memory, and
+# sm90-triton3.6-tagged.txt the tagged exchange's):
+# - fp32 H=128 LSTM/GRU with the tagged exchange (RNNLAB_EXCHANGE=tagged: the resident forward's programs
+#   wait on tagged words of h instead of the grid barrier), with 16- and with 64-column slices;
 # - fp32 H=128 LSTM/GRU (resident, 16-column slices) with 32- and 64-column slices: compiled for sm_90,
 #   a 16-row by 16-column tile repeats each MMA in all 4 warps, a 32-column tile splits them 4 ways; and
 #   GRU's forward on chip (RNNLAB_ON_CHIP_BYTES=196608: 200 KB of shared memory; its backward needs 336 KB,
@@ -96,13 +112,16 @@ grep -e "peak" "$out/memory-peak.log"
 # - GRU H=128 fp16 without prefetch (its saving forward's kernel was 5% faster so), LSTM B=64 with
 #   16-row batch tiles (GRU's 16-row tiles beat cuDNN by more there).
 [ "${TUNE:-1}" = 1 ] || exit 0
-default_groups="lstm,16,1024,128,128,fp32 gru,16,1024,128,128,fp32|RNNLAB_TILE=32,32,4,3 \
+default_groups="lstm,16,1024,128,128,fp32 gru,16,1024,128,128,fp32|RNNLAB_EXCHANGE=tagged \
+RNNLAB_EXCHANGE=tagged,RNNLAB_TILE=64,32,4,3,RNNLAB_RESIDENT_ELEMENTS=32768;\
+lstm,16,1024,128,128,fp32 gru,16,1024,128,128,fp32|RNNLAB_TILE=32,32,4,3 \
 RNNLAB_TILE=64,32,4,3,RNNLAB_RESIDENT_ELEMENTS=32768 RNNLAB_ON_CHIP_BYTES=196608;\
 lstm,16,512,768,768,fp16 lstm,16,512,768,768,bf16|RNNLAB_RESIDENT_ELEMENTS=65536,RNNLAB_RESIDENT_STATE=16384 \
 RNNLAB_TILE=32,64,4,4;\
 lstm,256,128,1024,1024,fp32 lstm,8,256,2048,2048,fp32|RNNLAB_TILE=0,64,8,2;\
 lstm,16,1024,128,128,bf16,bi gru,32,100,64,128,fp16,bi|RNNLAB_BIDIR_STREAMS=1;\
 gru,16,1024,128,128,fp16 lstm,64,256,512,512,fp16|RNNLAB_PREFETCH=0 RNNLAB_MAX_BLOCK_B=16"
+[ "$tagged" = 0 ] || default_groups=${default_groups#*;}  # without the tagged exchange's group
 IFS=";" read -r -a groups <<< "${TUNE_GROUPS:-$default_groups}"
 : > "$out/tune.log"
 for index in "${!groups[@]}"; do

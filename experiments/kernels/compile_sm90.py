@@ -59,6 +59,8 @@ from knob_ab import knobs_set, parse_row, parse_setting  # noqa: E402
 TARGET = GPUTarget("cuda", 90, 32)
 FP32_BUFFERS = {"h_buf", "c_buf", "dh_buf", "dc_buf"}  # the fp32 state scratch
 INT32_POINTERS = {"lengths", "counter"}
+INT64_POINTERS = {"xch"}  # the forward's tagged exchange words (RNNLAB_EXCHANGE=tagged)
+UNTAGGED = dict(TAGGED=False, xch=None)  # the forward kernels as launched by default (the backward: neither)
 SCALARS = {"T", "B", "H", "S0", "STEPS"}
 CELLS = {
     "lstm": (lstm._lstm_fwd_kernel, lstm._lstm_bwd_kernel, {}),
@@ -108,6 +110,8 @@ def signature(fn, dtype: str, constants: dict) -> dict[str, str]:
             sig[name] = "i32"
         elif name in INT32_POINTERS:
             sig[name] = "*i32"
+        elif name in INT64_POINTERS:
+            sig[name] = "*i64"
         else:
             sig[name] = "*fp32" if name in FP32_BUFFERS else "*" + dtype
     return sig
@@ -197,6 +201,7 @@ def tile_widths(loops: bool) -> None:
                 warps = resident if meta["RESIDENT"] else 4
                 shared = dict(meta, ON_CHIP=False, BLOCK_B=16, BLOCK_N=block_n, num_warps=warps, SYNC=True)
                 shared.update(HAS_LENGTHS=True, REVERSE=False, PREFETCH=True, UPCAST=False, **cell_constants)
+                shared.update(UNTAGGED)
                 for kind, (fn, settings) in kernel_variants(fwd, bwd, shared, without_d_out=False).items():
                     label = f"{cell} {kind} {case} BLOCK_N={block_n} {warps}w"
                     print(f"{label:40s} {compile_variant(fn, dtype, settings, True, loops)}", flush=True)
@@ -214,9 +219,15 @@ def planned(rows: list, settings: list[dict], loops: bool) -> None:
             name = ",".join(f"{k}={v}" for k, v in knobs.items()) or "default"
             path = "on chip" if plan.meta["ON_CHIP"] else "resident" if plan.meta["RESIDENT"] else "streamed"
             tiles = "x".join(str(plan.meta[k]) for k in ("BLOCK_B", "BLOCK_N", "BLOCK_K"))
+            path += ", tagged exchange" if plan.tagged else ""
             print(f"# {row.cell},{row.batch},{row.steps},{row.input_size},{row.hidden},{row.dtype} {name}: "
                   f"{path}, grid {plan.grid}, tiles {tiles}, {plan.meta.get('num_warps')} warps")  # fmt: skip
-            for kind, (fn, variant) in kernel_variants(fwd, bwd, shared, without_d_out=False).items():
+            variants = kernel_variants(fwd, bwd, shared, without_d_out=False)
+            if plan.tagged:  # as launch.run starts the forward: tagged words, no barrier
+                variants["fwd"][1].update(TAGGED=True, SYNC=False)
+            else:
+                variants["fwd"][1].update(UNTAGGED)
+            for kind, (fn, variant) in variants.items():
                 print(f"  {kind:4s} {compile_variant(fn, row.dtype, variant, True, loops)}", flush=True)
 
 
@@ -261,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
                     PREFETCH=prefetch,
                     PRECISION=precision,
                     UPCAST=False,
+                    **UNTAGGED,
                 )
                 shared.update(cell_constants)
                 for kind, (fn, settings) in kernel_variants(fwd, bwd, shared).items():

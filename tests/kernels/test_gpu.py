@@ -24,18 +24,22 @@ def test_many_batch_tiles_and_odd_hidden(cell):
     check(Case(cell, 37, 33, 200, torch.float16, lengths=True, reverse=False), device="cuda")
 
 
-@pytest.mark.parametrize("hidden", [100, 300], ids=lambda h: f"H{h}")  # W_hh slices resident / streamed
+# W_hh slices resident (H=100) or streamed (H=300); the resident forward also with the tagged exchange
+@pytest.mark.parametrize("exchange, hidden", [("barrier", 100), ("barrier", 300), ("tagged", 100)])
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_grid_barrier_matches_step_by_step_launches(monkeypatch, cell, dtype, hidden):
-    """The split path in one launch (programs meet at a grid barrier every step) against the same kernel
+def test_grid_barrier_matches_step_by_step_launches(monkeypatch, cell, dtype, exchange, hidden):
+    """The split path in one launch (programs meet at a grid barrier every step, or with
+    RNNLAB_EXCHANGE=tagged the forward's programs wait on tagged words of h) against the same kernel
     launched once per step (the launch boundary is the barrier). A missing or leaky barrier lets a program
     read a half-written state: the results would differ, and differ from run to run."""
-    from rnnlab.kernels import launch
+    from rnnlab.kernels import common, launch
 
-    monkeypatch.setenv("RNNLAB_ON_CHIP_BYTES", "65536")  # bf16 LSTM/GRU at H=100 would run on chip
+    monkeypatch.setenv("RNNLAB_ON_CHIP_BYTES", "16384")  # at H=100 (BH 128) every cell's W_hh would fit
+    monkeypatch.setenv("RNNLAB_EXCHANGE", exchange)
     case = Case(cell, 16, 40, hidden, DTYPES[dtype], lengths=True, reverse=True)
-    assert launch.plan(4, hidden, 16, case.dtype, torch.device("cuda")).sync
+    plan = launch.plan(common.GATES[cell], hidden, 16, case.dtype, torch.device("cuda"))
+    assert plan.sync and plan.tagged == (exchange == "tagged")
     inputs, lengths = draw_inputs(case, "cuda"), draw_lengths(case, "cuda")
 
     def outputs_and_grads():

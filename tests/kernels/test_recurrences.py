@@ -4,7 +4,7 @@ Every case compares out, the final states and the gradients of gx, w_hh, b_hh (G
 
 import pytest
 import torch
-from kernel_cases import DEVICE, Case, check
+from kernel_cases import DEVICE, Case, check, draw_inputs, draw_lengths, run
 
 # Odd sizes: H not a power of two (masked columns), B below the 16-row batch tile (masked rows), T = 1.
 SHAPES = [(1, 1, 5), (3, 7, 20), (1, 7, 33), (3, 7, 33)]  # (B, T, H)
@@ -110,6 +110,43 @@ def test_wide_resident_slices(monkeypatch, cell):
     plan = launch.plan(common.GATES[cell], 100, 3, torch.float32, torch.device(DEVICE))
     assert plan.meta["RESIDENT"] and plan.meta["BLOCK_N"] == 64 and plan.grid == (1, 2)
     check(Case(cell, 3, 5, 100, torch.float32, lengths=True, reverse=True))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=_dtype_id)
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_tagged_exchange_matches_the_barrier(monkeypatch, cell, dtype):
+    """RNNLAB_EXCHANGE=tagged: the resident forward passes h between programs as (step, value) words
+    instead of meeting at the barrier; the backward keeps its barrier. Same values to the bit, and right
+    against the reference. Under the interpreter the split path runs step by step, so every read after
+    the first finds its tags at once: this checks the packing, the slots and the tags; the polling itself
+    is checked on a GPU (test_gpu.py: test_grid_barrier_matches_step_by_step_launches)."""
+    from rnnlab.kernels import launch
+
+    case = Case(cell, 3, 7, 33, dtype, lengths=True, reverse=True)
+    inputs, lengths = draw_inputs(case), draw_lengths(case)
+    upstream = None
+
+    def outputs_and_grads():
+        nonlocal upstream
+        got, leaves = run(case, inputs, lengths, "kernel", dtype, block_h=16)
+        upstream = upstream or [torch.randn_like(g) for g in got]
+        torch.autograd.backward(got, upstream)
+        return [*got, *(leaf.grad for leaf in leaves.values() if leaf is not None)]
+
+    through_barrier = outputs_and_grads()
+    monkeypatch.setenv("RNNLAB_EXCHANGE", "tagged")
+    tagged_launches, launch_run = [], launch.run
+
+    def watched(kernel, plan, steps, args, phased=False, exchange=None, **constexprs):
+        tagged_launches.append(exchange is not None and plan.tagged)
+        return launch_run(kernel, plan, steps, args, phased, exchange, **constexprs)
+
+    monkeypatch.setattr(launch, "run", watched)
+    through_tags = outputs_and_grads()
+    assert tagged_launches == [True, False]  # the forward tagged, the backward through its barrier
+    for a, b in zip(through_barrier, through_tags, strict=True):
+        assert torch.equal(a, b)
+    check(case, block_h=16)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])

@@ -252,6 +252,23 @@ def test_grid_barrier_only_on_a_gpu_and_only_when_allowed(monkeypatch):
     assert plan.sync is False and plan.grid[1] > 1 and not plan.one_launch  # step-by-step launches
 
 
+def test_tagged_exchange_only_on_the_resident_path(monkeypatch):
+    from rnnlab.kernels import launch
+
+    monkeypatch.setattr(launch, "num_sms", lambda device: 132)
+    assert not launch.plan(4, 128, 16, torch.float32, CUDA).tagged  # the barrier by default
+    monkeypatch.setenv("RNNLAB_EXCHANGE", "tagged")
+    assert launch.plan(4, 128, 16, torch.float32, CUDA).tagged  # resident 16-column slices
+    assert not launch.plan(4, 768, 16, torch.bfloat16, CUDA).tagged  # streamed
+    assert not launch.plan(4, 64, 16, torch.float32, CUDA).tagged  # on chip (its fallback is split)
+    assert launch.plan(4, 64, 16, torch.float32, CUDA).fallback.tagged
+    monkeypatch.setenv("RNNLAB_EXCHANGE", "barrier")
+    assert not launch.plan(4, 128, 16, torch.float32, CUDA).tagged
+    monkeypatch.setenv("RNNLAB_EXCHANGE", "flags")
+    with pytest.raises(ValueError, match="RNNLAB_EXCHANGE must be 'barrier' or 'tagged'"):
+        launch.plan(4, 128, 16, torch.float32, CUDA)
+
+
 def test_tile_override_is_checked(monkeypatch):
     from rnnlab.kernels import launch
 
