@@ -152,6 +152,21 @@ def write_state(h_buf, xch, counter, s, size, off, mask, h, SYNC: tl.constexpr, 
 
 
 @triton.jit
+def post_gradient(xch, r, size, off, mask, grad, dtype):
+    """Backward, tagged exchange: this tile of one gate's gradient at processing step r, rounded to
+    ``dtype`` as its plain copy is stored, into slot r % 2 of ``xch`` (``size`` elements a slot), tagged
+    r + 1 (``gradient_tile`` reads it)."""
+    tagged_store(xch + (r % 2) * size, off, mask, grad.to(dtype).to(tl.float32), r + 1)
+
+
+@triton.jit
+def tagged_gradient(xch, r, size, off, mask, dtype):
+    """Backward, tagged exchange: a tile of the gate gradients every program posted at processing step r
+    (``post_gradient``), from slot r % 2 of ``xch`` once its words carry r + 1, in ``dtype``."""
+    return tagged_load(xch + (r % 2) * size, off, mask, r + 1).to(dtype)
+
+
+@triton.jit
 def tagged_store(words, off, mask, value, tag):
     """Store fp32 ``value`` with ``tag`` in one int64 word per element (tag in the high 32 bits, the value's
     bits in the low): an aligned 64-bit store is seen whole or not at all, so a reader that finds the tag
@@ -163,8 +178,9 @@ def tagged_store(words, off, mask, value, tag):
 @triton.jit
 def tagged_load(words, off, mask, tag):
     """The fp32 values of ``tagged_store``'s words at ``off``, polled (volatile loads, from L2) until every
-    word in ``mask`` carries ``tag``. A slot holds step s's words or those of step s - 2, never a later
-    step's: the writer of step s + 2 first waits for this program's words of step s + 1."""
+    word in ``mask`` carries ``tag``. A slot of two holds the awaited step's words or those of two steps
+    before, never a later step's: the next writer of the slot first waits for this program's words of the
+    step in between, which it writes only after this read (its values depend on it)."""
     word = tl.load(words + off, mask=mask, other=0, volatile=True)
     while tl.min(tl.where(mask, (word >> 32).to(tl.int32), tag)) < tag:
         word = tl.load(words + off, mask=mask, other=0, volatile=True)

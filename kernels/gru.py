@@ -28,12 +28,14 @@ from .device import (
     load_step,
     load_w_tile,
     load_wt_tile,
+    post_gradient,
     prefetched,
     read_state,
     sigmoid,
     state_tile,
     step_sync,
     step_validity,
+    tagged_gradient,
     tanh,
     time_index,
     write_state,
@@ -240,8 +242,8 @@ def _gru_bwd_cell(loaded, d_out, d_gates, d_ghn, t, B, H, rows, cols, dh, valid)
 
 @triton.jit(do_not_specialize=["T", "S0", "STEPS"])
 def _gru_bwd_kernel(
-    w, gates, ghn, out, h0, lengths, d_out, d_gates, d_ghn, dh_buf, T, B, H, counter, S0, STEPS,
-    SYNC: tl.constexpr, PHASE1: tl.constexpr, PHASE2: tl.constexpr,
+    w, gates, ghn, out, h0, lengths, d_out, d_gates, d_ghn, dh_buf, T, B, H, counter, xch, S0, STEPS,
+    SYNC: tl.constexpr, TAGGED: tl.constexpr, PHASE1: tl.constexpr, PHASE2: tl.constexpr,
     HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, ON_CHIP: tl.constexpr, RESIDENT: tl.constexpr,
     PREFETCH: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
@@ -296,9 +298,26 @@ def _gru_bwd_kernel(
                     gates, ghn, out, h0, lengths, d_out, s_load, T, B, H, rows, cols, REVERSE, HAS_LENGTHS
                 )
                 v, v_next = prefetched(v_next, loaded, PREFETCH)
-                _, _, _, dh = _gru_bwd_cell(v, d_out, d_gates, d_ghn, t, B, H, rows, cols, dh, valid)
-            step_sync(counter, (r + 1) * tl.num_programs(1), SYNC)  # all gate gradients of t written
-            if PHASE2:  # dh_{t-1} = bypass + [d_r, d_z, d gh_n] (B, 3H) @ W_hh (3H, this tile)
+                d_r, d_z, d_hn, dh = _gru_bwd_cell(v, d_out, d_gates, d_ghn, t, B, H, rows, cols, dh, valid)
+                if TAGGED:  # [d_r, d_z, d gh_n] to every program as tagged words
+                    g_off = rows[:, None] * 3 * H + cols[None, :]
+                    gdt = d_gates.dtype.element_ty
+                    post_gradient(xch, r, B * 3 * H, g_off, mask, d_r, gdt)
+                    post_gradient(xch, r, B * 3 * H, g_off + H, mask, d_z, gdt)
+                    post_gradient(xch, r, B * 3 * H, g_off + 2 * H, mask, d_hn, gdt)
+            if not TAGGED:
+                step_sync(counter, (r + 1) * tl.num_programs(1), SYNC)  # all gate gradients of t written
+            if PHASE2 and TAGGED:  # the same product, its operands from the tagged words
+                x_off = rows[:, None] * 3 * H + ks[None, :]
+                size = B * 3 * H
+                gdt = d_gates.dtype.element_ty
+                d_r = tagged_gradient(xch, r, size, x_off, k_mask, gdt)
+                dh = dot(d_r, w_r, dh, PRECISION, UPCAST)
+                d_z = tagged_gradient(xch, r, size, x_off + H, k_mask, gdt)
+                dh = dot(d_z, w_z, dh, PRECISION, UPCAST)
+                d_hn = tagged_gradient(xch, r, size, x_off + 2 * H, k_mask, gdt)
+                dh = dot(d_hn, w_n, dh, PRECISION, UPCAST)
+            elif PHASE2:  # dh_{t-1} = bypass + [d_r, d_z, d gh_n] (B, 3H) @ W_hh (3H, this tile)
                 row = t.to(tl.int64) * B + rows[:, None]
                 k_off = row * 3 * H + ks[None, :]
                 d_r = tl.load(d_gates + k_off, mask=k_mask, other=0.0, cache_modifier=".cg")
@@ -414,6 +433,7 @@ def _gru_bwd_impl(
         with common.device_guard(out):
             launch.run(
                 _gru_bwd_kernel, plan, steps, (*args, steps, batch, hidden), phased=True,
+                exchange=(batch, 3 * hidden),
                 HAS_LENGTHS=lengths is not None, REVERSE=reverse,
             )  # fmt: skip
     return common.in_dtype(dh_buf, h0.dtype)

@@ -10,8 +10,8 @@ Three paths, chosen by size:
   one column tile whose slice of W_hh stays on chip for the launch (the compiler keeps it in shared
   memory, its state tile in registers); the programs of a batch tile meet at a grid barrier every step
   (``device.step_sync``). RNNLAB_EXCHANGE=tagged (a comparison switch until a GPU run has timed it):
-  the forward's programs exchange h as tagged words and wait on the words themselves, no barrier
-  (``device.tagged_store``).
+  programs pass h (forward) and the gate gradients (backward) as tagged words and wait on the words
+  themselves, no barrier (``device.tagged_store``).
 - split, streamed: the same, with W_hh re-read from L2 every step in BLOCK_K x BLOCK_N tiles (slices too
   large to keep, or several column tiles per program).
 
@@ -67,7 +67,7 @@ class Plan:
     meta: Mapping[str, object]  # read-only: plans are shared (``plan`` remembers them)
     sync: bool
     fallback: Plan | None = None
-    tagged: bool = False  # resident forward: h exchanged as tagged words instead of through the barrier
+    tagged: bool = False  # resident: the step's exchange as tagged words instead of through the barrier
 
     @property
     def one_launch(self) -> bool:
@@ -133,9 +133,10 @@ def prefetch_allowed() -> bool:
 
 
 def exchange_tagged() -> bool:
-    """RNNLAB_EXCHANGE=tagged: on the resident split path the forward kernels pass h between programs as
-    (step, value) words and poll those (``device.tagged_load``) instead of meeting at the grid barrier,
-    which saves the barrier's fence and counter round trips through L2 every step. "barrier" (default)
+    """RNNLAB_EXCHANGE=tagged: on the resident split path the kernels pass h (forward) and the gate
+    gradients (backward) between programs as (step, value) words and poll those (``device.tagged_load``)
+    instead of meeting at the grid barrier, which saves the barrier's fence and counter round trips
+    through L2 every step. "barrier" (default)
     keeps the barrier. A comparison switch until a GPU run has timed it."""
     spec = os.environ.get("RNNLAB_EXCHANGE") or "barrier"
     if spec not in ("barrier", "tagged"):
@@ -303,12 +304,14 @@ def run(
     """Run ``kernel[grid](*args, counter, S0, STEPS, **constexprs, **meta)`` over all ``steps``.
 
     ``phased`` (the backward kernels): a step has two phases with a barrier between them, so a step-by-step
-    launch runs PHASE1 and PHASE2 as two launches. ``exchange`` = (B, H) (the forward kernels, which take
-    ``xch`` after ``counter`` and TAGGED): with a tagged plan, the zeroed (2, B, H) int64 words they pass h
-    through (``device.tagged_store``); otherwise they get None and TAGGED=False. An on-chip kernel the
-    device has no room for runs as ``plan.fallback`` (remembered, so later calls go there directly)."""
+    launch runs PHASE1 and PHASE2 as two launches. ``exchange`` = (B, N), for kernels that take ``xch``
+    after ``counter`` and TAGGED (all of the cells'): with a tagged plan, the zeroed (2, B, N) int64 words
+    through which programs pass what they exchange every step (h forward, N = H; the gate gradients
+    backward, N = G*H: ``device.tagged_store``), and no barrier; otherwise None and TAGGED=False. An
+    on-chip kernel the device has no room for runs as ``plan.fallback`` (remembered, so later calls go
+    there directly)."""
     grid, meta, device = plan.grid, plan.meta, args[0].device
-    tail, tagged = (), {}  # the backward kernels take neither
+    tail, tagged = (), {}
     uses_tags = exchange is not None and plan.tagged
     if exchange is not None:
         xch = torch.zeros((2, *exchange), dtype=torch.int64, device=device) if uses_tags else None

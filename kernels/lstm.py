@@ -28,12 +28,14 @@ from .device import (
     load_step,
     load_w_tile,
     load_wt_tile,
+    post_gradient,
     prefetched,
     read_state,
     sigmoid,
     state_tile,
     step_sync,
     step_validity,
+    tagged_gradient,
     tanh,
     time_index,
     write_state,
@@ -250,8 +252,8 @@ def _lstm_bwd_cell(loaded, d_out, d_gates, t, B, H, rows, cols, dh, dc, valid):
 
 @triton.jit(do_not_specialize=["T", "S0", "STEPS"])
 def _lstm_bwd_kernel(
-    w, gates, cells, c0, lengths, d_out, d_gates, dh_buf, dc_buf, T, B, H, counter, S0, STEPS,
-    SYNC: tl.constexpr, PHASE1: tl.constexpr, PHASE2: tl.constexpr,
+    w, gates, cells, c0, lengths, d_out, d_gates, dh_buf, dc_buf, T, B, H, counter, xch, S0, STEPS,
+    SYNC: tl.constexpr, TAGGED: tl.constexpr, PHASE1: tl.constexpr, PHASE2: tl.constexpr,
     HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, ON_CHIP: tl.constexpr, RESIDENT: tl.constexpr,
     PREFETCH: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
@@ -308,9 +310,33 @@ def _lstm_bwd_kernel(
                 s_load = load_step(s, 0, -1, PREFETCH)  # the next step's loads, in flight through the barrier
                 loaded = _lstm_bwd_load(gates, cells, c0, d_out, s_load, T, B, H, rows, cols, REVERSE)
                 saved, saved_next = prefetched(saved_next, loaded, PREFETCH)
-                _, _, _, _, dh, dc = _lstm_bwd_cell(saved, d_out, d_gates, t, B, H, rows, cols, dh, dc, valid)
-            step_sync(counter, (r + 1) * tl.num_programs(1), SYNC)  # all of dG[t] written before it is read
-            if PHASE2:  # dh_{t-1} = bypass + dG[t] (B, 4H) @ W_hh (4H, this tile)
+                d_i, d_f, d_g, d_o, dh, dc = _lstm_bwd_cell(
+                    saved, d_out, d_gates, t, B, H, rows, cols, dh, dc, valid
+                )
+                if TAGGED:  # the same values to every program as tagged words
+                    g_off = rows[:, None] * 4 * H + cols[None, :]
+                    gdt = d_gates.dtype.element_ty
+                    post_gradient(xch, r, B * 4 * H, g_off, mask, d_i, gdt)
+                    post_gradient(xch, r, B * 4 * H, g_off + H, mask, d_f, gdt)
+                    post_gradient(xch, r, B * 4 * H, g_off + 2 * H, mask, d_g, gdt)
+                    post_gradient(xch, r, B * 4 * H, g_off + 3 * H, mask, d_o, gdt)
+            if not TAGGED:
+                step_sync(
+                    counter, (r + 1) * tl.num_programs(1), SYNC
+                )  # all of dG[t] written before it is read
+            if PHASE2 and TAGGED:  # the same product, its operands from the tagged words
+                x_off = rows[:, None] * 4 * H + ks[None, :]
+                size = B * 4 * H
+                gdt = d_gates.dtype.element_ty
+                dg = tagged_gradient(xch, r, size, x_off, k_mask, gdt)
+                dh = dot(dg, w_i, dh, PRECISION, UPCAST)
+                dg = tagged_gradient(xch, r, size, x_off + H, k_mask, gdt)
+                dh = dot(dg, w_f, dh, PRECISION, UPCAST)
+                dg = tagged_gradient(xch, r, size, x_off + 2 * H, k_mask, gdt)
+                dh = dot(dg, w_g, dh, PRECISION, UPCAST)
+                dg = tagged_gradient(xch, r, size, x_off + 3 * H, k_mask, gdt)
+                dh = dot(dg, w_o, dh, PRECISION, UPCAST)
+            elif PHASE2:  # dh_{t-1} = bypass + dG[t] (B, 4H) @ W_hh (4H, this tile)
                 k_off = (t.to(tl.int64) * B + rows[:, None]) * 4 * H + ks[None, :]
                 dg = tl.load(d_gates + k_off, mask=k_mask, other=0.0, cache_modifier=".cg")
                 dh = dot(dg, w_i, dh, PRECISION, UPCAST)
@@ -423,6 +449,7 @@ def _lstm_bwd_impl(
         with common.device_guard(gates):
             launch.run(
                 _lstm_bwd_kernel, plan, steps, (*args, steps, batch, hidden), phased=True,
+                exchange=(batch, four_h),
                 HAS_LENGTHS=lengths is not None, REVERSE=reverse,
             )  # fmt: skip
     return common.in_dtype(dh_buf, c0.dtype), common.in_dtype(dc_buf, c0.dtype)

@@ -21,11 +21,13 @@ from .device import (
     load_step,
     load_w_tile,
     load_wt_tile,
+    post_gradient,
     prefetched,
     read_state,
     state_tile,
     step_sync,
     step_validity,
+    tagged_gradient,
     time_index,
     write_state,
 )
@@ -156,8 +158,8 @@ def _rnn_bwd_cell(loaded, d_out, d_pre, t, B, H, rows, cols, dh, valid, ACT: tl.
 
 @triton.jit(do_not_specialize=["T", "S0", "STEPS"])
 def _rnn_bwd_kernel(
-    w, out, lengths, d_out, d_pre, dh_buf, T, B, H, counter, S0, STEPS,
-    SYNC: tl.constexpr, PHASE1: tl.constexpr, PHASE2: tl.constexpr,
+    w, out, lengths, d_out, d_pre, dh_buf, T, B, H, counter, xch, S0, STEPS,
+    SYNC: tl.constexpr, TAGGED: tl.constexpr, PHASE1: tl.constexpr, PHASE2: tl.constexpr,
     ACT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, ON_CHIP: tl.constexpr,
     RESIDENT: tl.constexpr, PREFETCH: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -198,9 +200,17 @@ def _rnn_bwd_kernel(
             if PHASE1:  # d_pre[t] of this tile to global memory; dh becomes the bypass of dh_{t-1}
                 t_load = time_index(load_step(s, 0, -1, PREFETCH), T, REVERSE)  # in flight over the barrier
                 v, v_next = prefetched(v_next, _rnn_bwd_load(out, d_out, t_load, B, H, rows, cols), PREFETCH)
-                _, dh = _rnn_bwd_cell(v, d_out, d_pre, t, B, H, rows, cols, dh, valid, ACT)
-            step_sync(counter, (r + 1) * tl.num_programs(1), SYNC)  # all of d_pre[t] written
-            if PHASE2:  # dh_{t-1} = bypass + d_pre[t] (B, H) @ W_hh (H, this tile)
+                d, dh = _rnn_bwd_cell(v, d_out, d_pre, t, B, H, rows, cols, dh, valid, ACT)
+                if TAGGED:  # the same values to every program as tagged words
+                    g_off = rows[:, None] * H + cols[None, :]
+                    post_gradient(xch, r, B * H, g_off, mask, d, d_pre.dtype.element_ty)
+            if not TAGGED:
+                step_sync(counter, (r + 1) * tl.num_programs(1), SYNC)  # all of d_pre[t] written
+            if PHASE2 and TAGGED:  # the same product, its operand from the tagged words
+                x_off = rows[:, None] * H + ks[None, :]
+                d = tagged_gradient(xch, r, B * H, x_off, k_mask, d_pre.dtype.element_ty)
+                dh = dot(d, w_tile, dh, PRECISION, UPCAST)
+            elif PHASE2:  # dh_{t-1} = bypass + d_pre[t] (B, H) @ W_hh (H, this tile)
                 k_off = (t.to(tl.int64) * B + rows[:, None]) * H + ks[None, :]
                 d = tl.load(d_pre + k_off, mask=k_mask, other=0.0, cache_modifier=".cg")
                 dh = dot(d, w_tile, dh, PRECISION, UPCAST)
@@ -285,7 +295,7 @@ def _rnn_bwd_impl(
         args = (w_hh, out.contiguous(), lengths, d_out, d_pre, dh_buf, steps, batch, hidden)
         with common.device_guard(out):
             launch.run(
-                _rnn_bwd_kernel, plan, steps, args, phased=True,
+                _rnn_bwd_kernel, plan, steps, args, phased=True, exchange=(batch, hidden),
                 ACT=_ACT[nonlinearity], HAS_LENGTHS=lengths is not None, REVERSE=reverse,
             )  # fmt: skip
     return d_pre, common.in_dtype(dh_buf, out.dtype)

@@ -46,18 +46,6 @@ if [ "$smoke" != 0 ]; then
     echo "grid-barrier smoke test failed (exit $smoke): the rest runs with RNNLAB_GRID_SYNC=0" | tee -a "$out/gpu.txt"
     export RNNLAB_GRID_SYNC=0
 fi
-# 1b. The tagged exchange (RNNLAB_EXCHANGE=tagged, off by default, never run on a GPU before): the same test
-# with it, on its own, so that a hang there costs only this phase. If it fails, phase 3 leaves out every
-# test named "tagged" and phase 5 its group.
-bounded "${SMOKE_TAGGED_S:-40}" python -m pytest tests/kernels/test_gpu.py -k "grid_barrier and tagged" \
-    "${workers[@]}" -q -p no:cacheprovider > "$out/smoke-tagged.log" 2>&1
-tagged=$?
-tail -3 "$out/smoke-tagged.log"
-untagged=()
-if [ "$tagged" != 0 ]; then
-    echo "tagged-exchange smoke test failed (exit $tagged): its tests and tuning group are left out" | tee -a "$out/gpu.txt"
-    untagged=(-k "not tagged")
-fi
 
 # 2. The benchmark, on a quiet GPU.
 quick=()
@@ -67,6 +55,19 @@ bounded "${BENCH_S:-230}" rnnlab-bench --device cuda "${quick[@]}" --backends "$
     --csv "$out/bench-cuda.csv" --plot "$out/bench-cuda.png" > "$out/bench-cuda.log" 2>&1
 echo "bench exit $?"
 grep -A200 "^| cell" "$out/bench-cuda.log" | grep -v reference
+
+# 2b. The tagged exchange (RNNLAB_EXCHANGE=tagged, off by default, never run on a GPU before): phase 1's test
+# with it, on its own and after the benchmark, so that a hang there costs only this phase. If it fails,
+# phase 3 leaves out every test named "tagged" and phase 5 its group.
+bounded "${SMOKE_TAGGED_S:-40}" python -m pytest tests/kernels/test_gpu.py -k "grid_barrier and tagged" \
+    "${workers[@]}" -q -p no:cacheprovider > "$out/smoke-tagged.log" 2>&1
+tagged=$?
+tail -3 "$out/smoke-tagged.log"
+untagged=()
+if [ "$tagged" != 0 ]; then
+    echo "tagged-exchange smoke test failed (exit $tagged): its tests and tuning group are left out" | tee -a "$out/gpu.txt"
+    untagged=(-k "not tagged")
+fi
 
 # 3. Every kernel test compiled on CUDA, and the layers on backend="triton", torch.compile included.
 # 610 tests in 2026-11 (run 4: 563 in 72 s, 12 of them compile tests failing fast; passing, those 29 took
@@ -98,8 +99,9 @@ grep -e "peak" "$out/memory-peak.log"
 # wanted first (a group cut short by the limit loses only itself; every setting was compiled for sm_90
 # first: experiments/kernels/sm90-triton3.6-next-run.txt has its registers, spills and shared memory, and
 # sm90-triton3.6-tagged.txt the tagged exchange's):
-# - fp32 H=128 LSTM/GRU with the tagged exchange (RNNLAB_EXCHANGE=tagged: the resident forward's programs
-#   wait on tagged words of h instead of the grid barrier), with 16- and with 64-column slices;
+# - fp32 H=128 LSTM/GRU with the tagged exchange (RNNLAB_EXCHANGE=tagged: the resident programs wait on
+#   tagged words of h, and backward of the gate gradients, instead of the grid barrier), with 16- and with
+#   64-column slices;
 # - fp32 H=128 LSTM/GRU (resident, 16-column slices) with 32- and 64-column slices: compiled for sm_90,
 #   a 16-row by 16-column tile repeats each MMA in all 4 warps, a 32-column tile splits them 4 ways; and
 #   GRU's forward on chip (RNNLAB_ON_CHIP_BYTES=196608: 200 KB of shared memory; its backward needs 336 KB,

@@ -59,8 +59,8 @@ from knob_ab import knobs_set, parse_row, parse_setting  # noqa: E402
 TARGET = GPUTarget("cuda", 90, 32)
 FP32_BUFFERS = {"h_buf", "c_buf", "dh_buf", "dc_buf"}  # the fp32 state scratch
 INT32_POINTERS = {"lengths", "counter"}
-INT64_POINTERS = {"xch"}  # the forward's tagged exchange words (RNNLAB_EXCHANGE=tagged)
-UNTAGGED = dict(TAGGED=False, xch=None)  # the forward kernels as launched by default (the backward: neither)
+INT64_POINTERS = {"xch"}  # the tagged exchange's words (RNNLAB_EXCHANGE=tagged)
+UNTAGGED = dict(TAGGED=False, xch=None)  # the kernels as launched by default
 SCALARS = {"T", "B", "H", "S0", "STEPS"}
 CELLS = {
     "lstm": (lstm._lstm_fwd_kernel, lstm._lstm_bwd_kernel, {}),
@@ -222,12 +222,9 @@ def planned(rows: list, settings: list[dict], loops: bool) -> None:
             path += ", tagged exchange" if plan.tagged else ""
             print(f"# {row.cell},{row.batch},{row.steps},{row.input_size},{row.hidden},{row.dtype} {name}: "
                   f"{path}, grid {plan.grid}, tiles {tiles}, {plan.meta.get('num_warps')} warps")  # fmt: skip
-            variants = kernel_variants(fwd, bwd, shared, without_d_out=False)
-            if plan.tagged:  # as launch.run starts the forward: tagged words, no barrier
-                variants["fwd"][1].update(TAGGED=True, SYNC=False)
-            else:
-                variants["fwd"][1].update(UNTAGGED)
-            for kind, (fn, variant) in variants.items():
+            # as launch.run starts them: with tagged words, no barrier
+            shared.update(dict(TAGGED=True, SYNC=False) if plan.tagged else UNTAGGED)
+            for kind, (fn, variant) in kernel_variants(fwd, bwd, shared, without_d_out=False).items():
                 print(f"  {kind:4s} {compile_variant(fn, row.dtype, variant, True, loops)}", flush=True)
 
 

@@ -30,7 +30,7 @@ def test_many_batch_tiles_and_odd_hidden(cell):
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_grid_barrier_matches_step_by_step_launches(monkeypatch, cell, dtype, exchange, hidden):
     """The split path in one launch (programs meet at a grid barrier every step, or with
-    RNNLAB_EXCHANGE=tagged the forward's programs wait on tagged words of h) against the same kernel
+    RNNLAB_EXCHANGE=tagged the programs wait on tagged words of what they exchange) against the same kernel
     launched once per step (the launch boundary is the barrier). A missing or leaky barrier lets a program
     read a half-written state: the results would differ, and differ from run to run."""
     from rnnlab.kernels import common, launch

@@ -115,11 +115,11 @@ def test_wide_resident_slices(monkeypatch, cell):
 @pytest.mark.parametrize("dtype", DTYPES, ids=_dtype_id)
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_tagged_exchange_matches_the_barrier(monkeypatch, cell, dtype):
-    """RNNLAB_EXCHANGE=tagged: the resident forward passes h between programs as (step, value) words
-    instead of meeting at the barrier; the backward keeps its barrier. Same values to the bit, and right
-    against the reference. Under the interpreter the split path runs step by step, so every read after
-    the first finds its tags at once: this checks the packing, the slots and the tags; the polling itself
-    is checked on a GPU (test_gpu.py: test_grid_barrier_matches_step_by_step_launches)."""
+    """RNNLAB_EXCHANGE=tagged: on the resident split path the forward passes h, and the backward the gate
+    gradients, between programs as (step, value) words instead of meeting at the barrier. Same values to
+    the bit, and right against the reference. Under the interpreter the split path runs step by step, so
+    every read after the first finds its tags at once: this checks the packing, the slots and the tags;
+    the polling itself is checked on a GPU (test_gpu.py: test_grid_barrier_matches_step_by_step_launches)."""
     from rnnlab.kernels import launch
 
     case = Case(cell, 3, 7, 33, dtype, lengths=True, reverse=True)
@@ -143,7 +143,7 @@ def test_tagged_exchange_matches_the_barrier(monkeypatch, cell, dtype):
 
     monkeypatch.setattr(launch, "run", watched)
     through_tags = outputs_and_grads()
-    assert tagged_launches == [True, False]  # the forward tagged, the backward through its barrier
+    assert tagged_launches == [True, True]  # forward and backward
     for a, b in zip(through_barrier, through_tags, strict=True):
         assert torch.equal(a, b)
     check(case, block_h=16)
