@@ -155,7 +155,7 @@ def write_state(h_buf, xch, counter, s, size, off, mask, h, SYNC: tl.constexpr, 
 def post_gradient(xch, r, size, off, mask, grad, dtype):
     """Backward, tagged exchange: this tile of one gate's gradient at processing step r, rounded to
     ``dtype`` as its plain copy is stored, into slot r % 2 of ``xch`` (``size`` elements a slot), tagged
-    r + 1 (``gradient_tile`` reads it)."""
+    r + 1 (``tagged_gradient`` and ``tagged_gradient_pair`` read it)."""
     tagged_store(xch + (r % 2) * size, off, mask, grad.to(dtype).to(tl.float32), r + 1)
 
 
@@ -164,6 +164,26 @@ def tagged_gradient(xch, r, size, off, mask, dtype):
     """Backward, tagged exchange: a tile of the gate gradients every program posted at processing step r
     (``post_gradient``), from slot r % 2 of ``xch`` once its words carry r + 1, in ``dtype``."""
     return tagged_load(xch + (r % 2) * size, off, mask, r + 1).to(dtype)
+
+
+@triton.jit
+def tagged_gradient_pair(xch, r, size, off, other, mask, dtype):
+    """``tagged_gradient`` for two tiles at once (``off`` and ``other``): loaded, and reloaded, together
+    until every word of both carries r + 1, so that their round trips through L2 overlap. (All of a cell's
+    gate tiles at once would hold four int64 tiles: compiled for sm_90, LSTM's fp32 16-column backward
+    then spilled.)"""
+    words, tag = xch + (r % 2) * size, r + 1
+    a = tl.load(words + off, mask=mask, other=0, volatile=True)
+    b = tl.load(words + other, mask=mask, other=0, volatile=True)
+    while tl.min(tl.where(mask, tl.minimum((a >> 32).to(tl.int32), (b >> 32).to(tl.int32)), tag)) < tag:
+        a = tl.load(words + off, mask=mask, other=0, volatile=True)
+        b = tl.load(words + other, mask=mask, other=0, volatile=True)
+    return _value(a).to(dtype), _value(b).to(dtype)
+
+
+@triton.jit
+def _value(word):
+    return word.to(tl.int32).to(tl.float32, bitcast=True)  # the low 32 bits
 
 
 @triton.jit
@@ -184,7 +204,7 @@ def tagged_load(words, off, mask, tag):
     word = tl.load(words + off, mask=mask, other=0, volatile=True)
     while tl.min(tl.where(mask, (word >> 32).to(tl.int32), tag)) < tag:
         word = tl.load(words + off, mask=mask, other=0, volatile=True)
-    return word.to(tl.int32).to(tl.float32, bitcast=True)  # the low 32 bits
+    return _value(word)
 
 
 @triton.jit

@@ -36,6 +36,7 @@ from .device import (
     step_sync,
     step_validity,
     tagged_gradient,
+    tagged_gradient_pair,
     tanh,
     time_index,
     write_state,
@@ -311,9 +312,8 @@ def _gru_bwd_kernel(
                 x_off = rows[:, None] * 3 * H + ks[None, :]
                 size = B * 3 * H
                 gdt = d_gates.dtype.element_ty
-                d_r = tagged_gradient(xch, r, size, x_off, k_mask, gdt)
+                d_r, d_z = tagged_gradient_pair(xch, r, size, x_off, x_off + H, k_mask, gdt)
                 dh = dot(d_r, w_r, dh, PRECISION, UPCAST)
-                d_z = tagged_gradient(xch, r, size, x_off + H, k_mask, gdt)
                 dh = dot(d_z, w_z, dh, PRECISION, UPCAST)
                 d_hn = tagged_gradient(xch, r, size, x_off + 2 * H, k_mask, gdt)
                 dh = dot(d_hn, w_n, dh, PRECISION, UPCAST)

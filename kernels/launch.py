@@ -136,8 +136,8 @@ def exchange_tagged() -> bool:
     """RNNLAB_EXCHANGE=tagged: on the resident split path the kernels pass h (forward) and the gate
     gradients (backward) between programs as (step, value) words and poll those (``device.tagged_load``)
     instead of meeting at the grid barrier, which saves the barrier's fence and counter round trips
-    through L2 every step. "barrier" (default)
-    keeps the barrier. A comparison switch until a GPU run has timed it."""
+    through L2 every step. "barrier" (default) keeps the barrier. A comparison switch until a GPU run has
+    timed it."""
     spec = os.environ.get("RNNLAB_EXCHANGE") or "barrier"
     if spec not in ("barrier", "tagged"):
         raise ValueError(f"RNNLAB_EXCHANGE must be 'barrier' or 'tagged', got {spec!r}")
@@ -301,7 +301,7 @@ def run(
     exchange: tuple | None = None,
     **constexprs,
 ) -> None:
-    """Run ``kernel[grid](*args, counter, S0, STEPS, **constexprs, **meta)`` over all ``steps``.
+    """Run ``kernel[grid](*args, counter, [xch,] S0, STEPS, **constexprs, **meta)`` over all ``steps``.
 
     ``phased`` (the backward kernels): a step has two phases with a barrier between them, so a step-by-step
     launch runs PHASE1 and PHASE2 as two launches. ``exchange`` = (B, N), for kernels that take ``xch``

@@ -35,7 +35,7 @@ from .device import (
     state_tile,
     step_sync,
     step_validity,
-    tagged_gradient,
+    tagged_gradient_pair,
     tanh,
     time_index,
     write_state,
@@ -328,14 +328,12 @@ def _lstm_bwd_kernel(
                 x_off = rows[:, None] * 4 * H + ks[None, :]
                 size = B * 4 * H
                 gdt = d_gates.dtype.element_ty
-                dg = tagged_gradient(xch, r, size, x_off, k_mask, gdt)
-                dh = dot(dg, w_i, dh, PRECISION, UPCAST)
-                dg = tagged_gradient(xch, r, size, x_off + H, k_mask, gdt)
-                dh = dot(dg, w_f, dh, PRECISION, UPCAST)
-                dg = tagged_gradient(xch, r, size, x_off + 2 * H, k_mask, gdt)
-                dh = dot(dg, w_g, dh, PRECISION, UPCAST)
-                dg = tagged_gradient(xch, r, size, x_off + 3 * H, k_mask, gdt)
-                dh = dot(dg, w_o, dh, PRECISION, UPCAST)
+                d_i, d_f = tagged_gradient_pair(xch, r, size, x_off, x_off + H, k_mask, gdt)
+                dh = dot(d_i, w_i, dh, PRECISION, UPCAST)
+                dh = dot(d_f, w_f, dh, PRECISION, UPCAST)
+                d_g, d_o = tagged_gradient_pair(xch, r, size, x_off + 2 * H, x_off + 3 * H, k_mask, gdt)
+                dh = dot(d_g, w_g, dh, PRECISION, UPCAST)
+                dh = dot(d_o, w_o, dh, PRECISION, UPCAST)
             elif PHASE2:  # dh_{t-1} = bypass + dG[t] (B, 4H) @ W_hh (4H, this tile)
                 k_off = (t.to(tl.int64) * B + rows[:, None]) * 4 * H + ks[None, :]
                 dg = tl.load(d_gates + k_off, mask=k_mask, other=0.0, cache_modifier=".cg")
