@@ -189,10 +189,12 @@ def _value(word):
 @triton.jit
 def tagged_store(words, off, mask, value, tag):
     """Store fp32 ``value`` with ``tag`` in one int64 word per element (tag in the high 32 bits, the value's
-    bits in the low): an aligned 64-bit store is seen whole or not at all, so a reader that finds the tag
-    it waits for has the value of that step, with no fence or counter between writer and reader."""
+    bits in the low), each word written whole (a relaxed atomic exchange, its old value unused): a reader
+    that finds the tag it waits for has the value of that step, with no fence or counter between writer
+    and reader. (Relaxed, not a plain store, so that the polling volatile loads, relaxed themselves, do
+    not race with it in the PTX memory model.)"""
     bits = value.to(tl.uint32, bitcast=True).to(tl.int64)  # zero-extended
-    tl.store(words + off, bits | (tl.cast(tag, tl.int64) << 32), mask=mask)
+    tl.atomic_xchg(words + off, bits | (tl.cast(tag, tl.int64) << 32), mask=mask, sem="relaxed", scope="gpu")
 
 
 @triton.jit
@@ -200,7 +202,11 @@ def tagged_load(words, off, mask, tag):
     """The fp32 values of ``tagged_store``'s words at ``off``, polled (volatile loads, from L2) until every
     word in ``mask`` carries ``tag``. A slot of two holds the awaited step's words or those of two steps
     before, never a later step's: the next writer of the slot first waits for this program's words of the
-    step in between, which it writes only after this read (its values depend on it)."""
+    step in between, which this program stores after this poll has ended (the loop's exit needs every
+    word of the tile, and those words feed the values it stores). That ordering of a load before a later
+    store rests on the GPU not making a store visible before the loads it waits for, not on a fence:
+    what the barrier's release and acquire pay for. The GPU test
+    test_grid_barrier_matches_step_by_step_launches checks the result, run after run."""
     word = tl.load(words + off, mask=mask, other=0, volatile=True)
     while tl.min(tl.where(mask, (word >> 32).to(tl.int32), tag)) < tag:
         word = tl.load(words + off, mask=mask, other=0, volatile=True)

@@ -24,11 +24,14 @@ def test_many_batch_tiles_and_odd_hidden(cell):
     check(Case(cell, 37, 33, 200, torch.float16, lengths=True, reverse=False), device="cuda")
 
 
-# W_hh slices resident (H=100) or streamed (H=300); the resident forward also with the tagged exchange
-@pytest.mark.parametrize("exchange, hidden", [("barrier", 100), ("barrier", 300), ("tagged", 100)])
+# W_hh slices resident (H = 100) or streamed (H = 300; the RNN's slices of W_hh at H = 300 still fit, so 600),
+# and the resident path also with the tagged exchange
+@pytest.mark.parametrize(
+    "exchange, path", [("barrier", "resident"), ("barrier", "streamed"), ("tagged", "resident")]
+)
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_grid_barrier_matches_step_by_step_launches(monkeypatch, cell, dtype, exchange, hidden):
+def test_grid_barrier_matches_step_by_step_launches(monkeypatch, cell, dtype, exchange, path):
     """The split path in one launch (programs meet at a grid barrier every step, or with
     RNNLAB_EXCHANGE=tagged the programs wait on tagged words of what they exchange) against the same kernel
     launched once per step (the launch boundary is the barrier). A missing or leaky barrier lets a program
@@ -37,9 +40,11 @@ def test_grid_barrier_matches_step_by_step_launches(monkeypatch, cell, dtype, ex
 
     monkeypatch.setenv("RNNLAB_ON_CHIP_BYTES", "16384")  # at H=100 (BH 128) every cell's W_hh would fit
     monkeypatch.setenv("RNNLAB_EXCHANGE", exchange)
+    hidden = 100 if path == "resident" else 600 if cell == "rnn" else 300
     case = Case(cell, 16, 40, hidden, DTYPES[dtype], lengths=True, reverse=True)
     plan = launch.plan(common.GATES[cell], hidden, 16, case.dtype, torch.device("cuda"))
-    assert plan.sync and plan.tagged == (exchange == "tagged")
+    assert plan.sync and plan.meta["RESIDENT"] == (path == "resident")
+    assert plan.tagged == (exchange == "tagged")
     inputs, lengths = draw_inputs(case, "cuda"), draw_lengths(case, "cuda")
 
     def outputs_and_grads():

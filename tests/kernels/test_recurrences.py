@@ -2,6 +2,9 @@
 
 Every case compares out, the final states and the gradients of gx, w_hh, b_hh (GRU), h0 and c0 (LSTM)."""
 
+import contextlib
+import signal
+
 import pytest
 import torch
 from kernel_cases import DEVICE, Case, check, draw_inputs, draw_lengths, run
@@ -112,17 +115,43 @@ def test_wide_resident_slices(monkeypatch, cell):
     check(Case(cell, 3, 5, 100, torch.float32, lengths=True, reverse=True))
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=_dtype_id)
+@contextlib.contextmanager
+def _within(seconds: int):
+    """Fail instead of hanging: under the interpreter every tag a poll waits for is already written (the
+    split path runs step by step), so a wrong tag would make ``device.tagged_load`` spin forever."""
+
+    def stop(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s: a tagged poll waits for a tag never written")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+# (B, H, dtype): one batch tile of 3 rows and 3 column tiles; two batch tiles (B = 20) of 2 column tiles
+TAGGED_SHAPES = [(3, 33, torch.float32), (3, 33, torch.bfloat16), (20, 20, torch.float32)]
+
+
+@pytest.mark.parametrize(
+    "batch, hidden, dtype",
+    TAGGED_SHAPES,
+    ids=lambda v: _dtype_id(v) if isinstance(v, torch.dtype) else str(v),
+)
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_tagged_exchange_matches_the_barrier(monkeypatch, cell, dtype):
+def test_tagged_exchange_matches_the_barrier(monkeypatch, cell, batch, hidden, dtype):
     """RNNLAB_EXCHANGE=tagged: on the resident split path the forward passes h, and the backward the gate
     gradients, between programs as (step, value) words instead of meeting at the barrier. Same values to
     the bit, and right against the reference. Under the interpreter the split path runs step by step, so
-    every read after the first finds its tags at once: this checks the packing, the slots and the tags;
-    the polling itself is checked on a GPU (test_gpu.py: test_grid_barrier_matches_step_by_step_launches)."""
-    from rnnlab.kernels import launch
+    every read after the first finds its tags at once: this checks the packing, the slots and the tags
+    (a wrong tag fails it through ``_within``); the polling itself is checked on a GPU (test_gpu.py:
+    test_grid_barrier_matches_step_by_step_launches)."""
+    from rnnlab.kernels import common, launch
 
-    case = Case(cell, 3, 7, 33, dtype, lengths=True, reverse=True)
+    case = Case(cell, batch, 7, hidden, dtype, lengths=True, reverse=True)
     inputs, lengths = draw_inputs(case), draw_lengths(case)
     upstream = None
 
@@ -135,6 +164,8 @@ def test_tagged_exchange_matches_the_barrier(monkeypatch, cell, dtype):
 
     through_barrier = outputs_and_grads()
     monkeypatch.setenv("RNNLAB_EXCHANGE", "tagged")
+    plan = launch.plan(common.GATES[cell], hidden, batch, dtype, torch.device(DEVICE), block_h=16)
+    assert plan.tagged and plan.grid == (-(-batch // 16), -(-hidden // 16))
     tagged_launches, launch_run = [], launch.run
 
     def watched(kernel, plan, steps, args, phased=False, exchange=None, **constexprs):
@@ -142,11 +173,12 @@ def test_tagged_exchange_matches_the_barrier(monkeypatch, cell, dtype):
         return launch_run(kernel, plan, steps, args, phased, exchange, **constexprs)
 
     monkeypatch.setattr(launch, "run", watched)
-    through_tags = outputs_and_grads()
-    assert tagged_launches == [True, True]  # forward and backward
-    for a, b in zip(through_barrier, through_tags, strict=True):
-        assert torch.equal(a, b)
-    check(case, block_h=16)
+    with _within(120):
+        through_tags = outputs_and_grads()
+        assert tagged_launches == [True, True]  # forward and backward
+        for a, b in zip(through_barrier, through_tags, strict=True):
+            assert torch.equal(a, b)
+        check(case, block_h=16)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
