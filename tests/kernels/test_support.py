@@ -256,6 +256,7 @@ def test_tagged_exchange_only_on_the_resident_path(monkeypatch):
     from rnnlab.kernels import launch
 
     monkeypatch.setattr(launch, "num_sms", lambda device: 132)
+    monkeypatch.delenv("RNNLAB_EXCHANGE", raising=False)
     assert not launch.plan(4, 128, 16, torch.float32, CUDA).tagged  # the barrier by default
     monkeypatch.setenv("RNNLAB_EXCHANGE", "tagged")
     assert launch.plan(4, 128, 16, torch.float32, CUDA).tagged  # resident 16-column slices
