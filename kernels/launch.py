@@ -104,6 +104,17 @@ def on_chip_bytes() -> int:
     return _int_knob("RNNLAB_ON_CHIP_BYTES", ON_CHIP_BYTES, "bytes")
 
 
+def on_chip_stages() -> int:
+    """0 (Triton's default pipelining), or RNNLAB_ON_CHIP_STAGES for comparisons: the on-chip kernels'
+    num_stages. With 1, GRU's fp32 backward at H = 128 needs 224 KB of shared memory on sm_90 instead of
+    336 KB, within an H100's 227 KB, so with RNNLAB_ON_CHIP_BYTES=196608 both its directions run on chip
+    (experiments/kernels/README.md)."""
+    stages = _int_knob("RNNLAB_ON_CHIP_STAGES", 0, "pipeline stages")
+    if stages < 0:
+        raise ValueError(f"RNNLAB_ON_CHIP_STAGES must be 0 (Triton's default) or more, got {stages}")
+    return stages
+
+
 def _int_knob(name: str, default: int, unit: str) -> int:
     """The integer in environment variable ``name``, or ``default`` where it is unset or empty."""
     spec = os.environ.get(name)
@@ -173,6 +184,7 @@ def plan(
         interpreted=common.interpreted(),
         precision=common.dot_precision(dtype),
         on_chip_bytes=on_chip_bytes(),
+        on_chip_stages=on_chip_stages(),
         resident=resident_allowed(),
         resident_elements=resident_elements(),
         resident_state=resident_state(),
@@ -187,13 +199,14 @@ def plan(
 
 class _Settings(NamedTuple):
     """The environment of a plan: the device's SM count, the interpreter, the fp32 dot precision, the
-    RNNLAB_* knobs (on-chip bytes, resident and its two bounds, tile override, prefetch, grid sync, widest
-    batch tile, tagged exchange)."""
+    RNNLAB_* knobs (on-chip bytes and stages, resident and its two bounds, tile override, prefetch, grid
+    sync, widest batch tile, tagged exchange)."""
 
     sms: int
     interpreted: bool
     precision: str
     on_chip_bytes: int
+    on_chip_stages: int
     resident: bool
     resident_elements: int
     resident_state: int
@@ -252,6 +265,8 @@ def _make_plan(gates, hidden, batch, dtype, block_h, allow_on_chip, settings: _S
     )
     if on_chip or resident:
         meta["num_warps"] = resident_warps(gates, block_n, block_k)
+        if on_chip and settings.on_chip_stages:
+            meta["num_stages"] = settings.on_chip_stages
     else:
         meta.update({**tiles, "BLOCK_K": block_k})
     fallback = None

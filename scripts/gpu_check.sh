@@ -103,19 +103,21 @@ grep -e "peak" "$out/memory-peak.log"
 # 5. Knob settings side by side (experiments/kernels/knob_ab.py): one process per group, the settings
 # interleaved round by round with cuDNN, and the device time of each kernel of one forward+backward
 # (--profile). A group is "rows|settings" (space-separated each); TUNE_GROUPS (groups separated by ";")
-# replaces the default groups. Knobs (kernels/launch.py): RNNLAB_ON_CHIP_BYTES, RNNLAB_PREFETCH,
-# RNNLAB_RESIDENT, RNNLAB_RESIDENT_ELEMENTS, RNNLAB_RESIDENT_STATE, RNNLAB_MAX_BLOCK_B,
-# RNNLAB_EXCHANGE, RNNLAB_TILE=BLOCK_N,BLOCK_K,warps,stages; several knobs in one setting joined by commas; a row cell,B,T,I,H,dtype[,bi]. The default groups, most
-# wanted first (a group cut short by the limit loses only itself; every setting was compiled for sm_90
-# first: experiments/kernels/sm90-triton3.6-next-run.txt has its registers, spills and shared memory, and
-# sm90-triton3.6-tagged.txt the tagged exchange's):
+# replaces the default groups. Knobs (kernels/launch.py): RNNLAB_ON_CHIP_BYTES, RNNLAB_ON_CHIP_STAGES,
+# RNNLAB_PREFETCH, RNNLAB_RESIDENT, RNNLAB_RESIDENT_ELEMENTS, RNNLAB_RESIDENT_STATE, RNNLAB_MAX_BLOCK_B,
+# RNNLAB_EXCHANGE, RNNLAB_TILE=BLOCK_N,BLOCK_K,warps,stages; several knobs in one setting joined by commas;
+# a row cell,B,T,I,H,dtype[,bi]. The default groups, most wanted first (a group cut short by the limit
+# loses only itself; every setting was compiled for sm_90 first: experiments/kernels/
+# sm90-triton3.6-next-run.txt has its registers, spills and shared memory, sm90-triton3.6-tagged.txt the
+# tagged exchange's, sm90-triton3.6-gru-on-chip-stages.txt GRU's on chip):
 # - fp32 H=128 LSTM/GRU with the tagged exchange (RNNLAB_EXCHANGE=tagged: the resident programs wait on
 #   tagged words of h, and backward of the gate gradients, instead of the grid barrier), with 16- and with
 #   64-column slices;
 # - fp32 H=128 LSTM/GRU (resident, 16-column slices) with 32- and 64-column slices: compiled for sm_90,
 #   a 16-row by 16-column tile repeats each MMA in all 4 warps, a 32-column tile splits them 4 ways; and
 #   GRU's forward on chip (RNNLAB_ON_CHIP_BYTES=196608: 200 KB of shared memory; its backward needs 336 KB,
-#   is refused at launch and falls back to the split path, as kernels/launch.py's run() provides);
+#   is refused at launch and falls back to the split path, as kernels/launch.py's run() provides), and
+#   both directions on chip (with RNNLAB_ON_CHIP_STAGES=1 the backward needs 224 KB: it fits);
 # - LSTM B=16 H=768 fp16/bf16 (streamed, 16-column tiles) with W_hh resident (16 x 1024 x 4 slices: 192 KB
 #   of shared memory, and the forward spills) or with 32-column streamed tiles;
 # - fp32 LSTM B=256 H=1024 and B=8 H=2048 (streamed, 32-deep K tiles) with 64-deep K tiles, 8 warps, 2
@@ -127,7 +129,8 @@ grep -e "peak" "$out/memory-peak.log"
 default_groups="lstm,16,1024,128,128,fp32 gru,16,1024,128,128,fp32|RNNLAB_EXCHANGE=tagged \
 RNNLAB_EXCHANGE=tagged,RNNLAB_TILE=64,32,4,3,RNNLAB_RESIDENT_ELEMENTS=32768;\
 lstm,16,1024,128,128,fp32 gru,16,1024,128,128,fp32|RNNLAB_TILE=32,32,4,3 \
-RNNLAB_TILE=64,32,4,3,RNNLAB_RESIDENT_ELEMENTS=32768 RNNLAB_ON_CHIP_BYTES=196608;\
+RNNLAB_TILE=64,32,4,3,RNNLAB_RESIDENT_ELEMENTS=32768 RNNLAB_ON_CHIP_BYTES=196608 \
+RNNLAB_ON_CHIP_BYTES=196608,RNNLAB_ON_CHIP_STAGES=1;\
 lstm,16,512,768,768,fp16 lstm,16,512,768,768,bf16|RNNLAB_RESIDENT_ELEMENTS=65536,RNNLAB_RESIDENT_STATE=16384 \
 RNNLAB_TILE=32,64,4,4;\
 lstm,256,128,1024,1024,fp32 lstm,8,256,2048,2048,fp32|RNNLAB_TILE=0,64,8,2;\

@@ -115,6 +115,17 @@ def test_wide_resident_slices(monkeypatch, cell):
     check(Case(cell, 3, 5, 100, torch.float32, lengths=True, reverse=True))
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_on_chip_with_one_pipeline_stage(monkeypatch, cell):
+    """RNNLAB_ON_CHIP_STAGES=1, the comparison setting that fits GRU's fp32 backward at H = 128 on chip."""
+    from rnnlab.kernels import common, launch
+
+    monkeypatch.setenv("RNNLAB_ON_CHIP_STAGES", "1")
+    plan = launch.plan(common.GATES[cell], 20, 3, torch.float32, torch.device(DEVICE))
+    assert plan.meta["ON_CHIP"] and plan.meta["num_stages"] == 1
+    check(Case(cell, 3, 7, 20, torch.float32, lengths=True, reverse=True))
+
+
 @contextlib.contextmanager
 def _within(seconds: int):
     """Fail instead of hanging: under the interpreter every tag a poll waits for is already written (the

@@ -270,6 +270,23 @@ def test_tagged_exchange_only_on_the_resident_path(monkeypatch):
         launch.plan(4, 128, 16, torch.float32, CUDA)
 
 
+def test_on_chip_stages_can_be_set_for_comparisons(monkeypatch):
+    from rnnlab.kernels import launch
+
+    monkeypatch.setattr(launch, "num_sms", lambda device: 132)
+    monkeypatch.delenv("RNNLAB_ON_CHIP_STAGES", raising=False)
+    monkeypatch.setenv("RNNLAB_ON_CHIP_BYTES", "196608")  # GRU's fp32 W_hh at H = 128 on chip
+    plan = launch.plan(3, 128, 16, torch.float32, CUDA)
+    assert plan.meta["ON_CHIP"] and "num_stages" not in plan.meta  # Triton's default
+    monkeypatch.setenv("RNNLAB_ON_CHIP_STAGES", "1")
+    plan = launch.plan(3, 128, 16, torch.float32, CUDA)
+    assert plan.meta["ON_CHIP"] and plan.meta["num_stages"] == 1
+    assert "num_stages" not in plan.fallback.meta  # the split plan (resident here) keeps its own
+    monkeypatch.setenv("RNNLAB_ON_CHIP_STAGES", "-1")
+    with pytest.raises(ValueError, match="RNNLAB_ON_CHIP_STAGES"):
+        launch.plan(3, 128, 16, torch.float32, CUDA)
+
+
 def test_tile_override_is_checked(monkeypatch):
     from rnnlab.kernels import launch
 
