@@ -308,47 +308,40 @@ def _tile_override() -> dict:
 
 
 def run(
-    kernel,
-    plan: Plan,
-    steps: int,
-    args: tuple,
-    phased: bool = False,
-    exchange: tuple | None = None,
-    **constexprs,
+    kernel, plan: Plan, steps: int, args: tuple, *, exchange: tuple, phased: bool = False, **constexprs
 ) -> None:
-    """Run ``kernel[grid](*args, counter, [xch,] S0, STEPS, **constexprs, **meta)`` over all ``steps``.
+    """Run ``kernel[grid](*args, counter, xch, S0, STEPS, TAGGED, **constexprs, **meta)`` over all ``steps``.
 
+    ``exchange`` = (B, N): with a tagged plan, ``xch`` is the zeroed (2, B, N) int64 words through which
+    programs pass what they exchange every step (h forward, N = H; the gate gradients backward, N = G*H:
+    ``device.tagged_store``), and there is no barrier; otherwise ``xch`` is None and TAGGED False.
     ``phased`` (the backward kernels): a step has two phases with a barrier between them, so a step-by-step
-    launch runs PHASE1 and PHASE2 as two launches. ``exchange`` = (B, N), for kernels that take ``xch``
-    after ``counter`` and TAGGED (all of the cells'): with a tagged plan, the zeroed (2, B, N) int64 words
-    through which programs pass what they exchange every step (h forward, N = H; the gate gradients
-    backward, N = G*H: ``device.tagged_store``), and no barrier; otherwise None and TAGGED=False. An
-    on-chip kernel the device has no room for runs as ``plan.fallback`` (remembered, so later calls go
-    there directly)."""
+    launch runs PHASE1 and PHASE2 as two launches. An on-chip kernel the device has no room for runs as
+    ``plan.fallback`` (remembered, so later calls go there directly)."""
     grid, meta, device = plan.grid, plan.meta, args[0].device
-    tail, tagged = (), {}
-    uses_tags = exchange is not None and plan.tagged
-    if exchange is not None:
-        xch = torch.zeros((2, *exchange), dtype=torch.int64, device=device) if uses_tags else None
-        tail, tagged = (xch,), dict(TAGGED=uses_tags)
+    xch = torch.zeros((2, *exchange), dtype=torch.int64, device=device) if plan.tagged else None
     if plan.one_launch:
         refused = None if plan.fallback is None else (kernel, device, tuple(sorted(meta.items())))
         if refused in _NO_ROOM:
-            return run(kernel, plan.fallback, steps, args, phased, exchange, **constexprs)
-        sync = plan.sync and not uses_tags  # the tagged words replace the barrier
+            return run(kernel, plan.fallback, steps, args, exchange=exchange, phased=phased, **constexprs)
+        sync = plan.sync and not plan.tagged  # the tagged words replace the barrier
         counter = torch.zeros(grid[0], dtype=torch.int32, device=device) if sync else None
         phases = dict(PHASE1=True, PHASE2=True) if phased else {}
         try:
-            kernel[grid](*args, counter, *tail, 0, steps, SYNC=sync, **tagged, **phases, **constexprs, **meta)
+            kernel[grid](
+                *args, counter, xch, 0, steps, SYNC=sync, TAGGED=plan.tagged, **phases, **constexprs, **meta
+            )
         except Exception as err:
             from triton.runtime.errors import OutOfResources  # raised before the kernel starts
 
             if refused is None or not isinstance(err, OutOfResources):
                 raise
             _NO_ROOM.add(refused)
-            run(kernel, plan.fallback, steps, args, phased, exchange, **constexprs)
+            run(kernel, plan.fallback, steps, args, exchange=exchange, phased=phased, **constexprs)
         return
     halves = (dict(PHASE1=True, PHASE2=False), dict(PHASE1=False, PHASE2=True)) if phased else ({},)
     for s in range(steps):
         for phases in halves:
-            kernel[grid](*args, None, *tail, s, 1, SYNC=False, **tagged, **phases, **constexprs, **meta)
+            kernel[grid](
+                *args, None, xch, s, 1, SYNC=False, TAGGED=plan.tagged, **phases, **constexprs, **meta
+            )

@@ -321,9 +321,7 @@ def _lstm_bwd_kernel(
                     post_gradient(xch, r, B * 4 * H, g_off + 2 * H, mask, d_g, gdt)
                     post_gradient(xch, r, B * 4 * H, g_off + 3 * H, mask, d_o, gdt)
             if not TAGGED:
-                step_sync(
-                    counter, (r + 1) * tl.num_programs(1), SYNC
-                )  # all of dG[t] written before it is read
+                step_sync(counter, (r + 1) * tl.num_programs(1), SYNC)  # all of dG[t] written first
             if PHASE2 and TAGGED:  # the same product, its operands from the tagged words
                 x_off = rows[:, None] * 4 * H + ks[None, :]
                 size = B * 4 * H

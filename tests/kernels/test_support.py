@@ -231,12 +231,13 @@ def test_on_chip_plan_falls_back_to_the_split_path_where_shared_memory_is_short(
     kernel = _SmallDevice()
     args = (torch.zeros(1),)
     for _ in range(2):  # the second call goes to the fallback without trying the on-chip kernel again
-        launch.run(kernel, plan, 7, args)
+        launch.run(kernel, plan, 7, args, exchange=(16, 128))
     assert kernel.refused == 1
     assert kernel.launched == [(plan.fallback.grid, True, 7)] * 2  # one launch, all 7 steps, grid barrier
     monkeypatch.setattr(launch, "_NO_ROOM", set())
     with pytest.raises(Exception, match="shared memory"):  # a forced on-chip plan has nowhere to go
-        launch.run(kernel, launch.plan(4, 128, 16, torch.bfloat16, torch.device("cpu"), block_h=128), 7, args)
+        forced = launch.plan(4, 128, 16, torch.bfloat16, torch.device("cpu"), block_h=128)
+        launch.run(kernel, forced, 7, args, exchange=(16, 128))
 
 
 def test_grid_barrier_only_on_a_gpu_and_only_when_allowed(monkeypatch):
