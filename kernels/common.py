@@ -76,14 +76,24 @@ def triton_next_power_of_2(n: int) -> int:
 def dot_precision(dtype: torch.dtype) -> str:
     """``input_precision`` for tl.dot on fp32 operands: the precision contract of torch.nn's GPU RNNs.
 
-    ``torch.backends.cudnn.allow_tf32`` (True by default) lets cuDNN run fp32 RNNs on TF32 tensor cores;
-    the fused kernels follow the same switch: "tf32" when it is on, "tf32x3" when it is off (each product
-    as three TF32 products, hi*hi + hi*lo + lo*hi: about fp32's own accuracy, still on tensor cores). The
-    state and accumulation are fp32 either way. bf16/fp16 operands ignore it. (The interpreter computes
-    dots exactly.)"""
+    ``torch.backends.cudnn.allow_tf32`` (True by default; read by ``cudnn_rnn_tf32``) lets cuDNN run fp32
+    RNNs on TF32 tensor cores; the fused kernels follow the same switch: "tf32" when it is on, "tf32x3"
+    when it is off (each product as three TF32 products, hi*hi + hi*lo + lo*hi: about fp32's own
+    accuracy, still on tensor cores). The state and accumulation are fp32 either way. bf16/fp16 operands
+    ignore it. (The interpreter computes dots exactly.)"""
     if dtype != torch.float32:
         return "ieee"
-    return "tf32" if torch.backends.cudnn.allow_tf32 else "tf32x3"
+    return "tf32" if cudnn_rnn_tf32() else "tf32x3"
+
+
+def cudnn_rnn_tf32() -> bool:
+    """Whether torch.nn's cuDNN RNNs may use TF32 now: ``torch.backends.cudnn.allow_tf32``, or, once the
+    caller has set TF32 through torch's newer API (``torch.backends[.cudnn[.rnn]].fp32_precision``, after
+    which reading the legacy flag raises), ``torch.backends.cudnn.rnn.fp32_precision == "tf32"``."""
+    try:
+        return bool(torch.backends.cudnn.allow_tf32)
+    except RuntimeError:  # "mix of the legacy and new APIs": the new one is the caller's
+        return torch.backends.cudnn.rnn.fp32_precision == "tf32"
 
 
 def device_guard(tensor: torch.Tensor):
@@ -143,8 +153,11 @@ def recurrent_weight_grad(
     else:
         pair = d_gates[1:].reshape(-1, gh).t(), out[:-1].reshape(-1, hidden)  # dG_t^T out_{t-1}
         first = d_gates[0]
-    shifted = torch.mm(*pair) if into is None else torch.mm(*pair, out=into)
-    return shifted.addmm_(first.t(), h0)  # in place: one (G*H, H) result alive, not three
+    from .projection import products_like_cudnn  # (imported here: projection imports this module)
+
+    with products_like_cudnn(d_gates):  # fp32: TF32 where torch.nn's cuDNN RNNs would use it
+        shifted = torch.mm(*pair) if into is None else torch.mm(*pair, out=into)
+        return shifted.addmm_(first.t(), h0)  # in place: one (G*H, H) result alive, not three
 
 
 def eager_autograd(op, impl, setup_context, backward):

@@ -19,10 +19,12 @@ from types import SimpleNamespace
 import torch
 
 from . import kernels, reference
+from .reference.matmul import project_inputs
 
 BACKENDS = ("auto", "reference", "triton", "cudnn")
 
 _REFERENCE = SimpleNamespace(
+    project_inputs=project_inputs,
     lstm_recurrence=reference.lstm_recurrence,
     gru_recurrence=reference.gru_recurrence,
     rnn_recurrence=reference.rnn_recurrence,
@@ -46,7 +48,7 @@ def warm(backend: str) -> None:
     """Import what ``backend`` will need (Triton and the kernel modules), outside any compiled region."""
     may_need = backend == "triton" or (backend == "auto" and torch.cuda.is_available())
     if may_need and triton_available() and "triton" not in _cache:
-        functions = {}
+        functions = {"project_inputs": importlib.import_module("rnnlab.kernels.projection").project_inputs}
         for cell in ("lstm", "gru", "rnn"):
             module = importlib.import_module(f"rnnlab.kernels.{cell}")
             functions[f"{cell}_recurrence"] = getattr(module, f"{cell}_recurrence")
@@ -84,7 +86,9 @@ def resolve(
 
 
 def recurrences(backend: str) -> SimpleNamespace:
-    """lstm_recurrence / gru_recurrence / rnn_recurrence of a concrete backend ("reference" or "triton")."""
+    """project_inputs and lstm_recurrence / gru_recurrence / rnn_recurrence of a concrete backend
+    ("reference" or "triton"). The triton backend's project_inputs runs fp32 on CUDA in TF32 where cuDNN
+    would (``rnnlab.kernels.projection``); the reference's is exact."""
     if backend == "triton":
         warm("triton")
         return _cache["triton"]

@@ -31,7 +31,6 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from . import backends, streams
 from .reference import NONLINEARITIES
-from .reference.matmul import project_inputs
 from .validation import check_input, check_lengths, check_state
 
 
@@ -160,11 +159,11 @@ class _RecurrentLayer(backends.BackendSwitch):
         reverse = bool(direction)
         h_init = h0[index].to(dtype)
         if self._cell == "gru":  # gx is this call's own: the kernels may write the saved gates over it
-            gx = project_inputs(layer_input, w_ih, b_ih)  # (T, B, 3H), one GEMM for all steps
+            gx = impl.project_inputs(layer_input, w_ih, b_ih)  # (T, B, 3H), one GEMM for all steps
             out, h_last = impl.gru_recurrence(gx, w_hh, b_hh, h_init, lengths, reverse, overwrite_gx=True)
             return out, h_last, None
         bias = None if b_ih is None else b_ih + b_hh
-        gx = project_inputs(layer_input, w_ih, bias)  # (T, B, G*H), one GEMM for all steps
+        gx = impl.project_inputs(layer_input, w_ih, bias)  # (T, B, G*H), one GEMM for all steps
         if self._cell == "lstm":  # gx is this call's own: the kernels may write the saved gates over it
             c_init = c0[index].to(dtype)
             return impl.lstm_recurrence(gx, w_hh, h_init, c_init, lengths, reverse, overwrite_gx=True)

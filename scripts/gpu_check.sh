@@ -105,7 +105,8 @@ grep -e "peak" "$out/memory-peak.log"
 # (--profile). A group is "rows|settings" (space-separated each); TUNE_GROUPS (groups separated by ";")
 # replaces the default groups. Knobs (kernels/launch.py): RNNLAB_ON_CHIP_BYTES, RNNLAB_ON_CHIP_STAGES,
 # RNNLAB_PREFETCH, RNNLAB_RESIDENT, RNNLAB_RESIDENT_ELEMENTS, RNNLAB_RESIDENT_STATE, RNNLAB_MAX_BLOCK_B,
-# RNNLAB_EXCHANGE, RNNLAB_TILE=BLOCK_N,BLOCK_K,warps,stages; several knobs in one setting joined by commas;
+# RNNLAB_EXCHANGE, RNNLAB_TILE=BLOCK_N,BLOCK_K,warps,stages, and kernels/projection.py's
+# RNNLAB_PROJECTION_TF32; several knobs in one setting joined by commas;
 # a row cell,B,T,I,H,dtype[,bi]. The default groups, most wanted first (a group cut short by the limit
 # loses only itself; every setting was compiled for sm_90 first: experiments/kernels/
 # sm90-triton3.6-next-run.txt has its registers, spills and shared memory, sm90-triton3.6-tagged.txt the
@@ -113,6 +114,10 @@ grep -e "peak" "$out/memory-peak.log"
 # - fp32 H=128 LSTM/GRU with the tagged exchange (RNNLAB_EXCHANGE=tagged: the resident programs wait on
 #   tagged words of h, and backward of the gate gradients, instead of the grid barrier), with 16- and with
 #   64-column slices;
+# - fp32 LSTM B=256 H=1024 and B=8 H=2048 with the GEMMs outside the kernels in full fp32
+#   (RNNLAB_PROJECTION_TF32=0, as before kernels/projection.py: since then they follow cuDNN's TF32 switch,
+#   as cuDNN's own do), and with 64-deep K tiles, 8 warps, 2 stages (4 stages would need
+#   384 KB of shared memory at B=256);
 # - fp32 H=128 LSTM/GRU (resident, 16-column slices) with 32- and 64-column slices: compiled for sm_90,
 #   a 16-row by 16-column tile repeats each MMA in all 4 warps, a 32-column tile splits them 4 ways; and
 #   GRU's forward on chip (RNNLAB_ON_CHIP_BYTES=196608: 200 KB of shared memory; its backward needs 336 KB,
@@ -120,20 +125,19 @@ grep -e "peak" "$out/memory-peak.log"
 #   both directions on chip (with RNNLAB_ON_CHIP_STAGES=1 the backward needs 224 KB: it fits);
 # - LSTM B=16 H=768 fp16/bf16 (streamed, 16-column tiles) with W_hh resident (16 x 1024 x 4 slices: 192 KB
 #   of shared memory, and the forward spills) or with 32-column streamed tiles;
-# - fp32 LSTM B=256 H=1024 and B=8 H=2048 (streamed, 32-deep K tiles) with 64-deep K tiles, 8 warps, 2
-#   stages (4 stages would need 384 KB of shared memory at B=256);
 # - bidirectional layers with the reverse direction on a second CUDA stream (RNNLAB_BIDIR_STREAMS=1);
 # - GRU H=128 fp16 without prefetch (its saving forward's kernel was 5% faster so), LSTM B=64 with
 #   16-row batch tiles (GRU's 16-row tiles beat cuDNN by more there).
 [ "${TUNE:-1}" = 1 ] || exit 0
 default_groups="lstm,16,1024,128,128,fp32 gru,16,1024,128,128,fp32|RNNLAB_EXCHANGE=tagged \
 RNNLAB_EXCHANGE=tagged,RNNLAB_TILE=64,32,4,3,RNNLAB_RESIDENT_ELEMENTS=32768;\
+lstm,256,128,1024,1024,fp32 lstm,8,256,2048,2048,fp32|RNNLAB_PROJECTION_TF32=0 \
+RNNLAB_TILE=0,64,8,2;\
 lstm,16,1024,128,128,fp32 gru,16,1024,128,128,fp32|RNNLAB_TILE=32,32,4,3 \
 RNNLAB_TILE=64,32,4,3,RNNLAB_RESIDENT_ELEMENTS=32768 RNNLAB_ON_CHIP_BYTES=196608 \
 RNNLAB_ON_CHIP_BYTES=196608,RNNLAB_ON_CHIP_STAGES=1;\
 lstm,16,512,768,768,fp16 lstm,16,512,768,768,bf16|RNNLAB_RESIDENT_ELEMENTS=65536,RNNLAB_RESIDENT_STATE=16384 \
 RNNLAB_TILE=32,64,4,4;\
-lstm,256,128,1024,1024,fp32 lstm,8,256,2048,2048,fp32|RNNLAB_TILE=0,64,8,2;\
 lstm,16,1024,128,128,bf16,bi gru,32,100,64,128,fp16,bi|RNNLAB_BIDIR_STREAMS=1;\
 gru,16,1024,128,128,fp16 lstm,64,256,512,512,fp16|RNNLAB_PREFETCH=0 RNNLAB_MAX_BLOCK_B=16"
 [ "$tagged" = 0 ] || default_groups=${default_groups#*;}  # without the tagged exchange's group

@@ -146,7 +146,9 @@ def measure_row(row: Row, args) -> list[dict]:
 def describe_device(device: str) -> str:
     torch_info = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
     if device == "cuda":
-        tf32 = "on" if torch.backends.cudnn.allow_tf32 else "off"  # cudnn and triton fp32 both follow it
+        from rnnlab.kernels.common import cudnn_rnn_tf32  # (no Triton import)
+
+        tf32 = "on" if cudnn_rnn_tf32() else "off"  # cudnn and triton fp32 both follow it
         return f"{torch.cuda.get_device_name(0)} | {torch_info} | fp32 TF32 {tf32}"
     return f"{platform.processor() or platform.machine()} CPU | {torch_info}"
 

@@ -1,0 +1,135 @@
+"""The fp32 GEMMs around a fused recurrence, on the precision contract of torch.nn's cuDNN RNNs.
+
+While ``torch.backends.cudnn.allow_tf32`` is on (torch's default), cuDNN runs *every* product of an fp32 RNN
+on TF32 tensor cores: the recurrence and the input projection with its gradients alike, whatever
+``torch.backends.cuda.matmul`` says (cuBLAS's own TF32 switch, off by default). The fused kernels follow
+the cuDNN switch (``common.dot_precision``). This module makes the GEMMs outside them follow it too:
+
+- ``project_inputs(x, W_ih, b)``: gx = x @ W_ih.T + b for all steps, and its backward (dx, dW_ih, db);
+- ``products_like_cudnn(tensor)``: a context for the recurrent weight's gradient
+  (``common.recurrent_weight_grad``).
+
+On a CUDA fp32 tensor with the cuDNN switch on, these GEMMs run with cuBLAS's TF32 allowed for their
+duration and the caller's setting restored afterwards (``cublas_tf32``). Anywhere else (CPU, bf16/fp16,
+the switch off, inside torch.compile's tracing, where the compiled graph follows torch's own matmul
+setting) they are the plain products. ``RNNLAB_PROJECTION_TF32=0`` keeps them in full fp32, for
+comparisons.
+
+Why it matters: these GEMMs are as large as the recurrence's own products (LSTM B=256 T=128 I=H=1024: four
+of 275 GFLOP each, forward and backward), and an H100 runs fp32 without tensor cores at about an eighth of
+its TF32 rate. cuDNN's fp32 forward of that row (4.58 ms in run 4, its projection included) is shorter than
+the projection alone takes in full fp32 at that rate.
+
+The switch is process-wide: while one of these GEMMs runs, an fp32 matmul on another host thread that did
+not ask for TF32 would get it too. Calls of this module nest and overlap safely (a count under a lock; the
+last one out restores the setting).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+
+import torch
+
+from rnnlab.reference.common import first_derivatives_only
+from rnnlab.reference.matmul import project_inputs as plain_project_inputs
+
+from .common import cudnn_rnn_tf32, tracing
+
+_lock = threading.Lock()
+_users = 0  # blocks inside cublas_tf32 now
+_restore: str | None = None  # the setting they found, put back by the last one out
+
+
+def _matmul_precision() -> str:
+    """cuBLAS's fp32 setting: "tf32" when TF32 is allowed, else "ieee" or "none" (torch's newer API), or
+    "ieee" (torch before that API: the legacy ``allow_tf32`` flag)."""
+    matmul = torch.backends.cuda.matmul
+    try:
+        return matmul.fp32_precision
+    except AttributeError:
+        return "tf32" if matmul.allow_tf32 else "ieee"
+
+
+def _set_matmul_precision(value: str) -> None:
+    matmul = torch.backends.cuda.matmul
+    try:
+        matmul.fp32_precision  # noqa: B018  (which API this torch has)
+    except AttributeError:
+        matmul.allow_tf32 = value == "tf32"
+        return
+    matmul.fp32_precision = value
+
+
+@contextlib.contextmanager
+def cublas_tf32():
+    """cuBLAS may use TF32 for fp32 matmuls inside the block; the setting found on entry is restored on
+    exit (exceptions included), through the same API, so a caller's later reads of either of torch's TF32
+    APIs see what they set."""
+    global _users, _restore
+    with _lock:
+        if _users == 0:
+            _restore = _matmul_precision()
+            if _restore != "tf32":
+                _set_matmul_precision("tf32")
+        _users += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _users -= 1
+            if _users == 0 and _restore != "tf32":
+                _set_matmul_precision(_restore)
+
+
+def follows_cudnn_tf32(tensor: torch.Tensor) -> bool:
+    """Whether the GEMMs on ``tensor`` run in TF32 here: fp32 on CUDA, cuDNN's RNNs allowed TF32
+    (``common.cudnn_rnn_tf32``), not while torch.compile traces, and not turned off by
+    ``RNNLAB_PROJECTION_TF32=0``."""
+    return (
+        tensor.dtype == torch.float32
+        and tensor.device.type == "cuda"
+        and not tracing(tensor)  # first: torch.compile's graph is left to its own matmul setting
+        and cudnn_rnn_tf32()
+        and os.environ.get("RNNLAB_PROJECTION_TF32", "1") != "0"
+    )
+
+
+def products_like_cudnn(tensor: torch.Tensor):
+    """A context for fp32 GEMMs on ``tensor``'s device: ``cublas_tf32()`` where ``follows_cudnn_tf32``,
+    otherwise nothing."""
+    return cublas_tf32() if follows_cudnn_tf32(tensor) else contextlib.nullcontext()
+
+
+class _TF32Linear(torch.autograd.Function):
+    """y = x @ W.T + b, with the forward's GEMM and the backward's two (dx = dy @ W, dW = dy.T @ x) inside
+    ``cublas_tf32``. x: (N, I), W: (G*H, I), b: (G*H,) or None."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        with cublas_tf32():
+            return torch.nn.functional.linear(x, weight, bias)
+
+    @staticmethod
+    @first_derivatives_only
+    def backward(ctx, dy):
+        x, weight = ctx.saved_tensors
+        with cublas_tf32():
+            dx = dy @ weight if ctx.needs_input_grad[0] else None
+            dw = dy.t() @ x if ctx.needs_input_grad[1] else None
+        db = dy.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return dx, dw, db
+
+
+def project_inputs(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """The input part of the gates for every step at once, (T, B, I) -> (T, B, G*H), one GEMM: as
+    ``rnnlab.reference.matmul.project_inputs``, in TF32 where ``follows_cudnn_tf32(x)``."""
+    if not follows_cudnn_tf32(x) or weight.dtype != x.dtype or x.numel() == 0:
+        return plain_project_inputs(x, weight, bias)
+    steps, batch, features = x.shape
+    flat = x.reshape(steps * batch, features)  # (T*B, I)
+    return _TF32Linear.apply(flat, weight, bias).view(steps, batch, -1)  # (T, B, G*H)
