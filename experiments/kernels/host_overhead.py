@@ -11,6 +11,8 @@ lookup, the same for any caller) and the GPU's launch latency. Three ways, side 
 - triton: as the layers call the kernels (eager calls skip torch.library: common.eager_autograd);
 - triton, custom ops: the same calls through the registered torch.library ops, the path torch.compile
   traces (and, before common.eager_autograd, every call);
+- triton, GEMMs as on CUDA (in TF32): the GEMMs outside the kernels on the paths fp32 takes on CUDA, plain
+  (F.linear) and under cuDNN's TF32 switch (kernels/projection.py), which the CPU otherwise never takes;
 - torch.nn: backend "cudnn" (on the CPU oneDNN, on these tiny tensors: about its host time).
 The fastest of 9 runs of 200 calls each (noise only adds time), one thread. On this shared 2-core machine
 runs in a row differ by up to ~40%: compare columns of one run, not runs.
@@ -28,6 +30,7 @@ import contextlib
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("TRITON_INTERPRET", "1")  # the triton backend must be selectable without a GPU
@@ -78,6 +81,25 @@ def through_custom_ops(cell: str):
         common.op_or_impl = op_or_impl
 
 
+@contextlib.contextmanager
+def gemms_as_on_cuda(tf32: bool):
+    """Inside the block the GEMMs outside the kernels take the path fp32 takes on CUDA: F.linear and
+    autograd's own backward (oneDNN, which the CPU path uses for them, off), or with ``tf32`` the path
+    under cuDNN's TF32 switch (kernels/projection.py: an autograd Function and cuBLAS's setting switched
+    around the GEMMs; on these CPU tensors the setting changes no result)."""
+    from rnnlab.kernels import projection
+
+    follows = projection.follows_cudnn_tf32
+    projection.follows_cudnn_tf32 = lambda tensor: tf32
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the flags context's note on oneDNN's TF32 for Intel GPUs
+            with torch.backends.mkldnn.flags(enabled=False):
+                yield
+    finally:
+        projection.follows_cudnn_tf32 = follows
+
+
 ALLOCATIONS = {"empty", "empty_strided", "new_empty", "new_empty_strided"}
 
 
@@ -121,13 +143,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     print("µs per call (fwd / fwd+bwd)\n")
-    print("| cell | triton | triton, custom ops | torch.nn |")
-    print("|---|---|---|---|")
+    print(
+        "| cell | triton | triton, custom ops | triton, GEMMs as on CUDA | triton, GEMMs as on CUDA in TF32 |"
+        " torch.nn |"
+    )
+    print("|---|---|---|---|---|---|")
     for cell in args.cells:
         layer, x, grad_out = make_case(Row(cell, 1, 1, 16, 16, "fp32"), "cpu")
         ways = {
             "triton": ("triton", contextlib.nullcontext()),
             "custom ops": ("triton", through_custom_ops(cell)),
+            "GEMMs as on CUDA": ("triton", gemms_as_on_cuda(tf32=False)),
+            "GEMMs as on CUDA in TF32": ("triton", gemms_as_on_cuda(tf32=True)),
             "torch.nn": ("cudnn", contextlib.nullcontext()),
         }
         cells = []
