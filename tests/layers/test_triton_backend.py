@@ -103,3 +103,42 @@ def test_final_states_can_be_modified_in_place(cell, dtype):
         results.append([out.detach().clone()] + [p.grad.clone() for p in layer.parameters()])
     for a, b in zip(*results, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
+def test_triton_layer_on_the_tf32_gemm_path(monkeypatch, cell):
+    """fp32 on CUDA under cuDNN's TF32 switch, the layer's input projection is kernels/projection.py's own
+    autograd Function, whose output the kernels then overwrite with the saved gates (``overwrite_gx``). Taken
+    here with cuBLAS's setting left alone (a no-op block, so the comparison stays at fp32 tolerance on a
+    GPU too): outputs, states and every gradient still match the reference backend."""
+    import contextlib
+
+    from rnnlab.kernels import projection
+
+    monkeypatch.setattr(projection, "follows_cudnn_tf32", lambda tensor: True)
+    monkeypatch.setattr(projection, "cublas_tf32", contextlib.nullcontext)
+    applied = []
+    apply = projection._TF32Linear.apply
+    monkeypatch.setattr(projection._TF32Linear, "apply", lambda *a: applied.append(1) or apply(*a))
+    cls, extra = CELLS[cell]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    layer = cls(4, 5, num_layers=2, bidirectional=True, **extra).to(device)
+    x = torch.randn(6, 3, 4, device=device)
+    lengths = torch.tensor([6, 2, 4])
+    results = {}
+    for backend in ("reference", "triton"):
+        layer.backend = backend
+        layer.zero_grad()
+        inp = x.clone().requires_grad_()
+        out, state = layer(inp, lengths=lengths)
+        torch.manual_seed(3)
+        ((out * torch.randn_like(out)).sum() + sum(s.sum() for s in flatten_states(state))).backward()
+        results[backend] = [
+            out,
+            *flatten_states(state),
+            inp.grad,
+            *[p.grad.clone() for p in layer.parameters()],
+        ]
+    assert len(applied) == 4  # two layers, two directions: every projection took the path
+    for got, want in zip(results["triton"], results["reference"], strict=True):
+        assert_relative_close(got, want, 1e-4, "output, state or gradient")
