@@ -116,8 +116,12 @@ grep -e "peak" "$out/memory-peak.log"
 #   64-column slices;
 # - fp32 LSTM B=256 H=1024 and B=8 H=2048 with the GEMMs outside the kernels in full fp32
 #   (RNNLAB_PROJECTION_TF32=0, as before kernels/projection.py: since then they follow cuDNN's TF32 switch,
-#   as cuDNN's own do), and with 64-deep K tiles, 8 warps, 2 stages (4 stages would need
-#   384 KB of shared memory at B=256);
+#   as cuDNN's own do; no kernel to compile, so this group is quick), and then in a group of its own (new
+#   kernels to compile) with 64-deep K tiles, 8 warps, 2 stages (4 stages would need 384 KB of shared
+#   memory at B=256), and with 64-column tiles, 16 warps, 2 stages: half the programs per batch tile, so
+#   each step's state (forward) and gate gradients (backward) are read from L2 half as often (at B=256,
+#   per step, 192 MB of W_hh slices and dG rows read in the backward with 32-column tiles, 128 MB with 64);
+#   compiled for sm_90, 126 / 128 registers and 0 / 40 bytes of stack, where 8 warps spill 88 / 56;
 # - fp32 H=128 LSTM/GRU (resident, 16-column slices) with 32- and 64-column slices: compiled for sm_90,
 #   a 16-row by 16-column tile repeats each MMA in all 4 warps, a 32-column tile splits them 4 ways; and
 #   GRU's forward on chip (RNNLAB_ON_CHIP_BYTES=196608: 200 KB of shared memory; its backward needs 336 KB,
@@ -131,8 +135,8 @@ grep -e "peak" "$out/memory-peak.log"
 [ "${TUNE:-1}" = 1 ] || exit 0
 default_groups="lstm,16,1024,128,128,fp32 gru,16,1024,128,128,fp32|RNNLAB_EXCHANGE=tagged \
 RNNLAB_EXCHANGE=tagged,RNNLAB_TILE=64,32,4,3,RNNLAB_RESIDENT_ELEMENTS=32768;\
-lstm,256,128,1024,1024,fp32 lstm,8,256,2048,2048,fp32|RNNLAB_PROJECTION_TF32=0 \
-RNNLAB_TILE=0,64,8,2;\
+lstm,256,128,1024,1024,fp32 lstm,8,256,2048,2048,fp32|RNNLAB_PROJECTION_TF32=0;\
+lstm,256,128,1024,1024,fp32 lstm,8,256,2048,2048,fp32|RNNLAB_TILE=0,64,8,2 RNNLAB_TILE=64,32,16,2;\
 lstm,16,1024,128,128,fp32 gru,16,1024,128,128,fp32|RNNLAB_TILE=32,32,4,3 \
 RNNLAB_TILE=64,32,4,3,RNNLAB_RESIDENT_ELEMENTS=32768 RNNLAB_ON_CHIP_BYTES=196608 \
 RNNLAB_ON_CHIP_BYTES=196608,RNNLAB_ON_CHIP_STAGES=1;\
