@@ -134,8 +134,10 @@ def test_cpu_projection_is_the_reference_one():
 @pytest.mark.gpu
 @pytest.mark.parametrize("cudnn_tf32", [True, False], ids=["cudnn-tf32-on", "cudnn-tf32-off"])
 def test_cuda_fp32_projection_follows_the_cudnn_switch(monkeypatch, restore_matmul_setting, cudnn_tf32):
-    """On CUDA: with cuDNN's switch on, the projection and its gradients are cuBLAS's TF32 products to the
-    bit (and not the fp32 ones); off, the fp32 ones. cuBLAS's own setting is the caller's afterwards."""
+    """On CUDA: with cuDNN's switch on, the projection and its gradients are cuBLAS's TF32 products: within
+    a hundredth of their distance from the fp32 ones (not to the bit: dW is computed as dy.T @ x here and
+    as (x.T @ dy).T by autograd, which cuBLAS may sum in another order); off, the fp32 ones, to the bit
+    (the same calls). cuBLAS's own setting is the caller's afterwards."""
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", cudnn_tf32)
     monkeypatch.delenv("RNNLAB_PROJECTION_TF32", raising=False)
     torch.backends.cuda.matmul.fp32_precision = "ieee"
@@ -155,12 +157,11 @@ def test_cuda_fp32_projection_follows_the_cudnn_switch(monkeypatch, restore_matm
     tf32 = forward_backward(F.linear)
     torch.backends.cuda.matmul.fp32_precision = "ieee"
     for name, g, t, e in zip(["out", "dx", "dW", "db"], got, tf32, exact, strict=True):
-        if cudnn_tf32:
-            assert torch.equal(g, t), name
-            if name != "db":  # a sum, not a product
-                assert not torch.equal(g, e), name
-        else:
+        if not cudnn_tf32:
             assert torch.equal(g, e), name
+        elif name != "db":  # db is a sum, not a product: the same either way
+            from_tf32, from_fp32 = (g - t).abs().max().item(), (g - e).abs().max().item()
+            assert from_fp32 > 0 and from_tf32 <= 0.01 * from_fp32, (name, from_tf32, from_fp32)
 
 
 @pytest.mark.gpu
