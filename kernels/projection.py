@@ -22,7 +22,9 @@ the projection alone takes in full fp32 at that rate.
 
 The switch is process-wide: while one of these GEMMs runs, an fp32 matmul on another host thread that did
 not ask for TF32 would get it too. Calls of this module nest and overlap safely (a count under a lock; the
-last one out restores the setting).
+last one out restores the setting). One setting comes back subtly changed: a caller who set cuBLAS's
+``fp32_precision`` to the same value as its parent ``torch.backends.fp32_precision`` finds it inheriting
+from the parent again (torch cannot tell the two apart; ``_put_back``).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from .common import cudnn_rnn_tf32, tracing
 
 _lock = threading.Lock()
 _users = 0  # blocks inside cublas_tf32 now
-_restore: str | None = None  # the setting they found, put back by the last one out
+_found = None  # what the first one in found (``_allow_tf32``), for the last one out (``_put_back``)
 
 
 def _has_new_api() -> bool:
@@ -54,49 +56,78 @@ def _has_new_api() -> bool:
 _NEW_API = _has_new_api()
 
 
-def _matmul_precision() -> str:
-    """cuBLAS's fp32 setting: "tf32" when TF32 is allowed, else "ieee" or "none" (torch's newer API), or
-    "ieee" (torch before that API: the legacy ``allow_tf32`` flag)."""
+def _allow_tf32():
+    """Let cuBLAS use TF32; return what is needed to put the caller's setting back, or None if TF32 was
+    allowed already.
+
+    torch (2.9 on) keeps two readings of this setting: the legacy ``allow_tf32`` flag (with
+    ``get_float32_matmul_precision``) and the newer ``fp32_precision``, and reading the legacy one raises
+    once they disagree. The legacy setter writes both, so it is used whenever the legacy reading works:
+    inside the block both readings say TF32, and no other thread's read of either raises. Only where the
+    caller's own setting already makes the legacy reading raise is the newer one written alone."""
     matmul = torch.backends.cuda.matmul
-    if _NEW_API:
-        return matmul.fp32_precision
-    return "tf32" if matmul.allow_tf32 else "ieee"
-
-
-def _set_matmul_precision(value: str) -> None:
-    if _NEW_API:
-        torch.backends.cuda.matmul.fp32_precision = value
+    if not _NEW_API:
+        if matmul.allow_tf32:
+            return None
+        matmul.allow_tf32 = True
+        return (None, False, None)
+    precision = matmul.fp32_precision
+    if precision == "tf32":
+        return None
+    try:
+        legacy = matmul.allow_tf32
+    except RuntimeError:  # the caller mixed torch's two APIs: leave the legacy flag as it is
+        legacy = None
+    found = (precision, legacy, torch.backends.fp32_precision)
+    if legacy is None:
+        matmul.fp32_precision = "tf32"
     else:
-        torch.backends.cuda.matmul.allow_tf32 = value == "tf32"
+        matmul.allow_tf32 = True
+    return found
+
+
+def _put_back(found) -> None:
+    """Undo ``_allow_tf32``: the legacy flag as it was, then the newer setting. A setting that read the
+    same as its parent, ``torch.backends.fp32_precision``, is set back to inherit from it ("none"), so
+    that a later change of the parent still reaches cuBLAS; torch cannot tell us whether the caller had
+    instead set the same value on cuBLAS itself (then the parent's later changes reach it, which they
+    would not have)."""
+    precision, legacy, parent = found
+    matmul = torch.backends.cuda.matmul
+    if legacy is not None:
+        matmul.allow_tf32 = legacy
+    if not _NEW_API:
+        return
+    target = "none" if precision == parent != "none" else precision
+    if target == "none" or matmul.fp32_precision != target:
+        matmul.fp32_precision = target
 
 
 class _CublasTF32:
     """The context ``cublas_tf32()`` returns (a class, not a generator: a few µs less host time a call)."""
 
     def __enter__(self) -> None:
-        global _users, _restore
+        global _users, _found
         with _lock:
             if _users == 0:
-                _restore = _matmul_precision()
-                if _restore != "tf32":
-                    _set_matmul_precision("tf32")
+                _found = _allow_tf32()
             _users += 1
 
     def __exit__(self, *exc_info) -> None:
         global _users
         with _lock:
             _users -= 1
-            if _users == 0 and _restore != "tf32":
-                _set_matmul_precision(_restore)
+            if _users == 0 and _found is not None:
+                _put_back(_found)
 
 
 _CUBLAS_TF32 = _CublasTF32()
 
 
 def cublas_tf32() -> _CublasTF32:
-    """A context in which cuBLAS may use TF32 for fp32 matmuls; the setting found on entry is restored on
-    exit (exceptions included), through the same API, so a caller's later reads of either of torch's TF32
-    APIs see what they set."""
+    """A context in which cuBLAS may use TF32 for fp32 matmuls. On exit (exceptions included) the last
+    block out puts back the setting the first one in found, so that the caller's later reads through
+    either of torch's TF32 APIs see what they set (``_allow_tf32``, ``_put_back``)."""
     return _CUBLAS_TF32
 
 

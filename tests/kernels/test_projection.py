@@ -3,6 +3,8 @@ torch.backends.cudnn.allow_tf32 is on, as torch.nn's cuDNN RNNs do, with cuBLAS'
 The switching and the autograd formulas are checked here on the CPU; that CUDA really computes in TF32 is
 checked by the gpu-marked tests at the end (skipped without a CUDA device)."""
 
+import inspect
+import json
 import subprocess
 import sys
 import threading
@@ -13,46 +15,83 @@ import torch
 import torch.nn.functional as F
 from rnnlab.kernels import projection
 
-from rnnlab import LSTM
 from rnnlab.reference.matmul import project_inputs as reference_project_inputs
 
 
-def _readings() -> tuple:
-    """What a user's code can read of cuBLAS's fp32 setting, through either of torch's APIs."""
-    matmul = torch.backends.cuda.matmul
-    return matmul.fp32_precision, matmul.allow_tf32, torch.get_float32_matmul_precision()
+def _readings() -> list:
+    """What a user's code can read of cuBLAS's fp32 setting, through either of torch's APIs ("raises"
+    where torch refuses the legacy reading)."""
+    readings = []
+    for read in (
+        lambda: torch.backends.cuda.matmul.fp32_precision,
+        lambda: torch.backends.cuda.matmul.allow_tf32,
+        torch.get_float32_matmul_precision,
+    ):
+        try:
+            readings.append(read())
+        except RuntimeError:
+            readings.append("raises")
+    return readings
 
 
-@pytest.fixture
-def restore_matmul_setting():
-    before = torch.backends.cuda.matmul.fp32_precision
-    yield
-    torch.backends.cuda.matmul.fp32_precision = before
-
-
-LEGACY_OR_NEW = {
-    "untouched": lambda: None,
-    "legacy on": lambda: setattr(torch.backends.cuda.matmul, "allow_tf32", True),
-    "legacy off": lambda: setattr(torch.backends.cuda.matmul, "allow_tf32", False),
-    "new ieee": lambda: setattr(torch.backends.cuda.matmul, "fp32_precision", "ieee"),
+# A caller's setting of cuBLAS's TF32, through the legacy API or the newer one. Each case runs in a fresh
+# interpreter: torch's newer settings cannot be undone within one process, and would leak into other tests.
+SETTINGS = {
+    "untouched": "",
+    "legacy off": "torch.backends.cuda.matmul.allow_tf32 = False",
+    "legacy on": "torch.backends.cuda.matmul.allow_tf32 = True",
+    "highest": "torch.set_float32_matmul_precision('highest')",
+    "new ieee": "torch.backends.cuda.matmul.fp32_precision = 'ieee'",
+    "new parent ieee": "torch.backends.fp32_precision = 'ieee'",
 }
-
-
-@pytest.mark.parametrize("setting", list(LEGACY_OR_NEW))
-def test_cublas_tf32_restores_what_the_caller_set(restore_matmul_setting, setting):
-    torch.backends.cuda.matmul.fp32_precision = "none"
-    LEGACY_OR_NEW[setting]()
-    before = _readings()
+_PROBE = """
+import json, torch
+{readings}
+{setting}
+before = _readings()
+inside = None
+if {block}:
+    from rnnlab.kernels import projection
     with projection.cublas_tf32():
-        assert torch.backends.cuda.matmul.fp32_precision == "tf32"
-    assert _readings() == before
-    with pytest.raises(KeyError), projection.cublas_tf32():
-        raise KeyError("an error inside the block")
-    assert _readings() == before
+        inside = _readings()
+    try:
+        with projection.cublas_tf32():
+            raise KeyError("an error inside the block")
+    except KeyError:
+        pass
+after = _readings()
+torch.backends.fp32_precision = "tf32"  # a later change of the parent setting
+print(json.dumps([before, inside, after, _readings()]))
+"""
 
 
-def test_cublas_tf32_nested_and_from_threads_restores_once(restore_matmul_setting):
-    torch.backends.cuda.matmul.fp32_precision = "ieee"
+def _probe(setting: str, block: bool) -> subprocess.Popen:
+    readings = inspect.getsource(_readings)
+    code = _PROBE.format(readings=readings, setting=SETTINGS[setting], block=block)
+    return subprocess.Popen([sys.executable, "-W", "ignore", "-c", code], stdout=subprocess.PIPE, text=True)
+
+
+def test_cublas_tf32_puts_back_what_the_caller_set():
+    """Inside the block cuBLAS may use TF32 and every reading says so (none raises where it did not
+    before); after it, with or without an exception inside, every reading is what the caller set, and a
+    later change of the parent setting reaches cuBLAS as it would have without the block."""
+    probes = {(name, block): _probe(name, block) for name in SETTINGS for block in (True, False)}
+    results = {}
+    for key, probe in probes.items():
+        out, _ = probe.communicate(timeout=120)
+        assert probe.returncode == 0, key
+        results[key] = json.loads(out)
+    for name in SETTINGS:
+        before, inside, after, later = results[name, True]
+        _, _, _, later_without = results[name, False]
+        assert inside[0] == "tf32", (name, inside)
+        assert inside[1] in (True, "raises") and (inside[1] is True or before[1] == "raises"), (name, inside)
+        assert after == before, (name, before, after)
+        assert later == later_without, (name, later, later_without)
+
+
+def test_cublas_tf32_nested_and_from_threads_puts_back_once():
+    before = _readings()
     inside, release = threading.Barrier(3), threading.Event()
     seen = []
 
@@ -69,13 +108,13 @@ def test_cublas_tf32_nested_and_from_threads_restores_once(restore_matmul_settin
         inside.wait(timeout=10)  # all three blocks entered
         with projection.cublas_tf32():
             assert torch.backends.cuda.matmul.fp32_precision == "tf32"
-        assert torch.backends.cuda.matmul.fp32_precision == "tf32"  # the inner exit restored nothing
+        assert torch.backends.cuda.matmul.fp32_precision == "tf32"  # the inner exit put nothing back
     assert torch.backends.cuda.matmul.fp32_precision == "tf32"  # the threads are still inside
     release.set()
     for thread in threads:
         thread.join(timeout=10)
     assert seen == ["tf32", "tf32"]
-    assert torch.backends.cuda.matmul.fp32_precision == "ieee"  # the last one out restored it
+    assert _readings() == before  # the last one out put it back
 
 
 def _stand_in(dtype=torch.float32, device="cuda"):
@@ -99,14 +138,14 @@ def test_tf32_only_for_fp32_on_cuda_under_the_cudnn_switch(monkeypatch):
 
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
 @pytest.mark.parametrize("needs", ["all", "x", "weight"])
-def test_tf32_projection_has_the_linear_gradients(monkeypatch, restore_matmul_setting, bias, needs):
+def test_tf32_projection_has_the_linear_gradients(monkeypatch, bias, needs):
     """The TF32 path's own autograd formulas (dx, dW, db) against F.linear's, on the CPU, where cuBLAS's
     setting changes nothing, so they must agree to rounding; the setting is back afterwards."""
     monkeypatch.setattr(projection, "follows_cudnn_tf32", lambda tensor: True)
     applied = []
     apply = projection._TF32Linear.apply
     monkeypatch.setattr(projection._TF32Linear, "apply", lambda *a: applied.append(1) or apply(*a))
-    torch.backends.cuda.matmul.fp32_precision = "ieee"
+    before = _readings()
     x = torch.randn(7, 3, 5, dtype=torch.float64)  # (T, B, I)
     w = torch.randn(12, 5, dtype=torch.float64)  # (G*H, I)
     b = torch.randn(12, dtype=torch.float64) if bias else None
@@ -123,7 +162,7 @@ def test_tf32_projection_has_the_linear_gradients(monkeypatch, restore_matmul_se
     for g, w_ in zip(got_grads, want_grads, strict=True):
         torch.testing.assert_close(g, w_)
     assert applied  # the TF32 path ran, not the plain one
-    assert torch.backends.cuda.matmul.fp32_precision == "ieee"
+    assert _readings() == before
 
 
 def test_cpu_projection_is_the_reference_one():
@@ -131,63 +170,68 @@ def test_cpu_projection_is_the_reference_one():
     assert torch.equal(projection.project_inputs(x, w, b), reference_project_inputs(x, w, b))
 
 
+def _tf32_or_fp32(got, tf32, exact, name):
+    """``got`` is the TF32 product: within a hundredth of the TF32 reference's distance from the fp32 one
+    (not to the bit: the same product may be summed in another order, e.g. dW as dy.T @ x here and as
+    (x.T @ dy).T in autograd)."""
+    from_tf32, from_fp32 = (got - tf32).abs().max().item(), (got - exact).abs().max().item()
+    assert from_fp32 > 0 and from_tf32 <= 0.01 * from_fp32, (name, from_tf32, from_fp32)
+
+
+def _matmuls(allow_tf32: bool, fn):
+    """``fn()`` with cuBLAS's TF32 set through the legacy flag (which keeps both of torch's readings in
+    step), then the flag as it was."""
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = allow_tf32
+    try:
+        return fn()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("cudnn_tf32", [True, False], ids=["cudnn-tf32-on", "cudnn-tf32-off"])
-def test_cuda_fp32_projection_follows_the_cudnn_switch(monkeypatch, restore_matmul_setting, cudnn_tf32):
-    """On CUDA: with cuDNN's switch on, the projection and its gradients are cuBLAS's TF32 products: within
-    a hundredth of their distance from the fp32 ones (not to the bit: dW is computed as dy.T @ x here and
-    as (x.T @ dy).T by autograd, which cuBLAS may sum in another order); off, the fp32 ones, to the bit
-    (the same calls). cuBLAS's own setting is the caller's afterwards."""
+def test_cuda_fp32_gemms_follow_the_cudnn_switch(monkeypatch, cudnn_tf32):
+    """On CUDA, with cuDNN's switch on, the projection, its gradients and dW_hh are cuBLAS's TF32
+    products (``_tf32_or_fp32``); off, the fp32 ones, to the bit (the same calls). cuBLAS's own setting is
+    the caller's afterwards."""
+    from rnnlab.kernels import common
+
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", cudnn_tf32)
     monkeypatch.delenv("RNNLAB_PROJECTION_TF32", raising=False)
-    torch.backends.cuda.matmul.fp32_precision = "ieee"
+    before = _readings()
     x = torch.randn(64, 8, 256, device="cuda", requires_grad=True)  # (T, B, I)
-    w = torch.randn(512, 256, device="cuda", requires_grad=True)
+    w = torch.randn(512, 256, device="cuda", requires_grad=True)  # (G*H, I)
     b = torch.randn(512, device="cuda", requires_grad=True)
     dy = torch.randn(64, 8, 512, device="cuda")
+    out = torch.randn(64, 8, 128, device="cuda")  # (T, B, H) for dW_hh, (G*H, H)
+    h0 = torch.randn(8, 128, device="cuda")
 
-    def forward_backward(fn):
-        out = fn(x, w, b)
-        return [out, *torch.autograd.grad(out, [x, w, b], dy)]
+    def gemms(fn):  # dW_hh through common, whose TF32 block RNNLAB_PROJECTION_TF32=0 turns off below
+        y = fn(x, w, b)
+        return [
+            y,
+            *torch.autograd.grad(y, [x, w, b], dy)[:2],
+            common.recurrent_weight_grad(dy, out, h0, None, False),
+        ]
 
-    got = forward_backward(projection.project_inputs)
-    assert torch.backends.cuda.matmul.fp32_precision == "ieee"
-    exact = forward_backward(F.linear)
-    torch.backends.cuda.matmul.fp32_precision = "tf32"
-    tf32 = forward_backward(F.linear)
-    torch.backends.cuda.matmul.fp32_precision = "ieee"
-    for name, g, t, e in zip(["out", "dx", "dW", "db"], got, tf32, exact, strict=True):
-        if not cudnn_tf32:
+    got = gemms(projection.project_inputs)
+    assert _readings() == before
+    monkeypatch.setenv("RNNLAB_PROJECTION_TF32", "0")  # the references: cuBLAS's setting alone decides
+    exact = _matmuls(False, lambda: gemms(F.linear))
+    tf32 = _matmuls(True, lambda: gemms(F.linear))
+    for name, g, t, e in zip(["out", "dx", "dW_ih", "dW_hh"], got, tf32, exact, strict=True):
+        if cudnn_tf32:
+            _tf32_or_fp32(g, t, e, name)
+        else:
             assert torch.equal(g, e), name
-        elif name != "db":  # db is a sum, not a product: the same either way
-            from_tf32, from_fp32 = (g - t).abs().max().item(), (g - e).abs().max().item()
-            assert from_fp32 > 0 and from_tf32 <= 0.01 * from_fp32, (name, from_tf32, from_fp32)
-
-
-@pytest.mark.gpu
-def test_fp32_lstm_layer_matches_cudnn_with_tf32(monkeypatch):
-    """The triton layer, fp32 with TF32 on (torch's default), against torch.nn's cuDNN LSTM, which uses
-    TF32 for all its products too: within TF32's accuracy, outputs and weight gradients."""
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
-    layer = LSTM(256, 256, backend="triton").cuda()
-    torch_nn = torch.nn.LSTM(256, 256).cuda()
-    torch_nn.load_state_dict(layer.state_dict())
-    x = torch.randn(50, 16, 256, device="cuda")
-    outs = [module(x)[0] for module in (layer, torch_nn)]
-    torch.testing.assert_close(outs[0], outs[1], atol=1e-2, rtol=1e-2)
-    grads = [
-        torch.autograd.grad(o.square().sum(), m.weight_ih_l0)[0]
-        for o, m in zip(outs, (layer, torch_nn), strict=True)
-    ]
-    torch.testing.assert_close(grads[0], grads[1], atol=5e-2, rtol=5e-2)
 
 
 NEW_API = {
-    "rnn ieee": ("torch.backends.cudnn.rnn.fp32_precision = 'ieee'", "tf32x3"),
-    "all ieee": ("torch.backends.fp32_precision = 'ieee'", "tf32x3"),
+    "rnn ieee": "torch.backends.cudnn.rnn.fp32_precision = 'ieee'",
+    "all ieee": "torch.backends.fp32_precision = 'ieee'",
     "cudnn ieee, rnn tf32": (
-        "torch.backends.cudnn.fp32_precision = 'ieee'; torch.backends.cudnn.rnn.fp32_precision = 'tf32'",
-        "tf32",
+        "torch.backends.cudnn.fp32_precision = 'ieee'; torch.backends.cudnn.rnn.fp32_precision = 'tf32'"
     ),
 }
 
@@ -195,13 +239,16 @@ NEW_API = {
 @pytest.mark.parametrize("setting", list(NEW_API))
 def test_tf32_switch_set_through_torchs_newer_api(setting):
     """A caller that sets TF32 through torch's newer API (after which reading the legacy
-    ``torch.backends.cudnn.allow_tf32`` raises) gets the precision cuDNN's RNNs would use, not an error.
-    In a fresh interpreter: that API's settings cannot be undone within one process."""
-    code, expected = NEW_API[setting]
+    ``torch.backends.cudnn.allow_tf32`` raises) gets the precision cuDNN's RNNs use,
+    ``torch.backends.cudnn.rnn.fp32_precision`` (which a global setting reaches from torch 2.13 on), not
+    an error. In a fresh interpreter: that API's settings cannot be undone within one process."""
     script = (
-        f"import torch\n{code}\nfrom rnnlab.kernels import common\n"
-        "print(common.dot_precision(torch.float32))\n"
+        f"import torch\n{NEW_API[setting]}\nfrom rnnlab.kernels import common\n"
+        "print(common.dot_precision(torch.float32), torch.backends.cudnn.rnn.fp32_precision)\n"
     )
     done = subprocess.run([sys.executable, "-W", "ignore", "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == expected
+    precision, rnn = done.stdout.split()
+    assert precision == ("tf32" if rnn == "tf32" else "tf32x3"), (precision, rnn)
+    if setting == "cudnn ieee, rnn tf32" or torch.__version__ >= (2, 13):
+        assert precision == ("tf32" if setting == "cudnn ieee, rnn tf32" else "tf32x3")

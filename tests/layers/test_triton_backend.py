@@ -110,16 +110,20 @@ def test_triton_layer_on_the_tf32_gemm_path(monkeypatch, cell):
     """fp32 on CUDA under cuDNN's TF32 switch, the layer's input projection is kernels/projection.py's own
     autograd Function, whose output the kernels then overwrite with the saved gates (``overwrite_gx``). Taken
     here with cuBLAS's setting left alone (a no-op block, so the comparison stays at fp32 tolerance on a
-    GPU too): outputs, states and every gradient still match the reference backend."""
+    GPU too): outputs, states and every gradient still match the reference backend, and every GEMM outside
+    the kernels (the projection, its gradients, dW_hh) runs in the TF32 block."""
     import contextlib
 
     from rnnlab.kernels import projection
 
+    blocks = []  # one per TF32 block entered: the GEMMs that would run in TF32
+
+    def counted_block():
+        blocks.append(1)
+        return contextlib.nullcontext()
+
     monkeypatch.setattr(projection, "follows_cudnn_tf32", lambda tensor: True)
-    monkeypatch.setattr(projection, "cublas_tf32", contextlib.nullcontext)
-    applied = []
-    apply = projection._TF32Linear.apply
-    monkeypatch.setattr(projection._TF32Linear, "apply", lambda *a: applied.append(1) or apply(*a))
+    monkeypatch.setattr(projection, "cublas_tf32", counted_block)
     cls, extra = CELLS[cell]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     layer = cls(4, 5, num_layers=2, bidirectional=True, **extra).to(device)
@@ -139,6 +143,8 @@ def test_triton_layer_on_the_tf32_gemm_path(monkeypatch, cell):
             inp.grad,
             *[p.grad.clone() for p in layer.parameters()],
         ]
-    assert len(applied) == 4  # two layers, two directions: every projection took the path
+    # two layers, two directions: each projection forward, its backward, and dW_hh's GEMMs (GRU's in two
+    # calls: the r and z rows from their gate gradients, the n rows from the gradient of W_hn h + b_hn)
+    assert len(blocks) == 4 * (4 if cell == "gru" else 3)
     for got, want in zip(results["triton"], results["reference"], strict=True):
         assert_relative_close(got, want, 1e-4, "output, state or gradient")
