@@ -78,7 +78,7 @@ def _allow_tf32():
         legacy = matmul.allow_tf32
     except RuntimeError:  # the caller mixed torch's two APIs: leave the legacy flag as it is
         legacy = None
-    found = (precision, legacy, torch.backends.fp32_precision)
+    found = (precision, legacy, getattr(torch.backends, "fp32_precision", "none"))  # the parent setting
     if legacy is None:
         matmul.fp32_precision = "tf32"
     else:
