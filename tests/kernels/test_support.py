@@ -69,15 +69,23 @@ def test_package_imports_without_triton(monkeypatch):
     assert not fresh.supports("lstm", 32, torch.float32, CUDA)
 
 
+@pytest.fixture
+def launch(monkeypatch):
+    """rnnlab.kernels.launch planning as on an H100 (132 SMs), whatever this machine has."""
+    from rnnlab.kernels import launch
+
+    monkeypatch.setattr(launch, "num_sms", lambda device: 132)
+    return launch
+
+
 @pytest.mark.parametrize("gates", [1, 3, 4])
 @pytest.mark.parametrize("batch", [1, 8, 16, 17, 64, 256, 5000])
 @pytest.mark.parametrize("hidden", [1, 64, 100, 128, 768, 2048, 16384])
-def test_launch_plan_fits_the_sms_and_covers_every_column(monkeypatch, gates, batch, hidden):
+def test_launch_plan_fits_the_sms_and_covers_every_column(monkeypatch, launch, gates, batch, hidden):
     """On a GPU the split path's programs must all be resident at once (they wait for each other), so the
     grid never exceeds the SM count unless each batch tile is a single program (no barrier needed)."""
-    from rnnlab.kernels import common, launch
+    from rnnlab.kernels import common
 
-    monkeypatch.setattr(launch, "num_sms", lambda device: 132)
     monkeypatch.setattr(common, "interpreted", lambda: False)
     monkeypatch.delenv("RNNLAB_GRID_SYNC", raising=False)
     plan = launch.plan(gates, hidden, batch, torch.bfloat16, CUDA)
@@ -101,10 +109,7 @@ def test_launch_plan_fits_the_sms_and_covers_every_column(monkeypatch, gates, ba
         assert meta["BLOCK_B"] * meta["BLOCK_K"] <= launch.RESIDENT_STATE
 
 
-def test_resident_weight_slices_where_they_fit(monkeypatch):
-    from rnnlab.kernels import launch
-
-    monkeypatch.setattr(launch, "num_sms", lambda device: 132)
+def test_resident_weight_slices_where_they_fit(monkeypatch, launch):
     assert launch.plan(4, 128, 16, torch.float32, CUDA).meta["RESIDENT"]  # 4 x 128 x 16 = 8K elements
     assert not launch.plan(4, 768, 16, torch.bfloat16, CUDA).meta["RESIDENT"]  # 4 x 1024 x 16: streamed
     assert launch.plan(1, 512, 16, torch.bfloat16, CUDA).meta["RESIDENT"]
@@ -128,18 +133,12 @@ def test_resident_weight_slices_where_they_fit(monkeypatch):
         (1, 256, torch.float32, False),  # 256 KB
     ],
 )
-def test_on_chip_where_w_hh_fits_the_shared_memory_budget(monkeypatch, gates, hidden, dtype, on_chip):
-    from rnnlab.kernels import launch
-
-    monkeypatch.setattr(launch, "num_sms", lambda device: 132)
+def test_on_chip_where_w_hh_fits_the_shared_memory_budget(monkeypatch, launch, gates, hidden, dtype, on_chip):
     monkeypatch.delenv("RNNLAB_ON_CHIP_BYTES", raising=False)
     assert launch.plan(gates, hidden, 16, dtype, CUDA).meta["ON_CHIP"] is on_chip
 
 
-def test_on_chip_budget_can_be_set_for_comparisons(monkeypatch):
-    from rnnlab.kernels import launch
-
-    monkeypatch.setattr(launch, "num_sms", lambda device: 132)
+def test_on_chip_budget_can_be_set_for_comparisons(monkeypatch, launch):
     monkeypatch.setenv("RNNLAB_ON_CHIP_BYTES", "65536")  # the earlier bound: bf16 LSTM on chip to H=64
     assert launch.plan(4, 64, 16, torch.bfloat16, CUDA).meta["ON_CHIP"]
     assert not launch.plan(4, 128, 16, torch.bfloat16, CUDA).meta["ON_CHIP"]
@@ -149,10 +148,7 @@ def test_on_chip_budget_can_be_set_for_comparisons(monkeypatch):
         launch.plan(4, 64, 16, torch.bfloat16, CUDA)
 
 
-def test_widest_batch_tile_can_be_set_for_comparisons(monkeypatch):
-    from rnnlab.kernels import launch
-
-    monkeypatch.setattr(launch, "num_sms", lambda device: 132)
+def test_widest_batch_tile_can_be_set_for_comparisons(monkeypatch, launch):
     monkeypatch.delenv("RNNLAB_MAX_BLOCK_B", raising=False)
     assert launch.plan(4, 512, 64, torch.float32, CUDA).meta["BLOCK_B"] == 64  # MAX_BLOCK_B[4]
     assert launch.plan(3, 512, 64, torch.float32, CUDA).meta["BLOCK_B"] == 16  # MAX_BLOCK_B[3]
@@ -167,10 +163,7 @@ def test_widest_batch_tile_can_be_set_for_comparisons(monkeypatch):
             launch.plan(4, 512, 64, torch.float32, CUDA)
 
 
-def test_resident_bound_can_be_set_for_comparisons(monkeypatch):
-    from rnnlab.kernels import launch
-
-    monkeypatch.setattr(launch, "num_sms", lambda device: 132)
+def test_resident_bound_can_be_set_for_comparisons(monkeypatch, launch):
     monkeypatch.setenv("RNNLAB_TILE", "64,32,4,3")  # 64-column tiles: 4 x 128 x 64 elements of W_hh each
     monkeypatch.delenv("RNNLAB_RESIDENT_ELEMENTS", raising=False)
     assert not launch.plan(4, 128, 16, torch.float32, CUDA).meta["RESIDENT"]  # over RESIDENT_ELEMENTS
@@ -182,12 +175,9 @@ def test_resident_bound_can_be_set_for_comparisons(monkeypatch):
         launch.plan(4, 128, 16, torch.float32, CUDA)
 
 
-def test_resident_state_bound_can_be_set_for_comparisons(monkeypatch):
+def test_resident_state_bound_can_be_set_for_comparisons(monkeypatch, launch):
     """fp16 LSTM at H = 768 (BH 1024) streams W_hh by default; its 16-column slices (4 x 1024 x 16 elements)
     become resident only with both bounds raised, the slice's and the state tile's (16 x 1024)."""
-    from rnnlab.kernels import launch
-
-    monkeypatch.setattr(launch, "num_sms", lambda device: 132)
     for name in ("RNNLAB_TILE", "RNNLAB_RESIDENT_ELEMENTS", "RNNLAB_RESIDENT_STATE"):
         monkeypatch.delenv(name, raising=False)
     assert not launch.plan(4, 768, 16, torch.float16, CUDA).meta["RESIDENT"]
@@ -220,10 +210,9 @@ class _SmallDevice:
         return launch_kernel
 
 
-def test_on_chip_plan_falls_back_to_the_split_path_where_shared_memory_is_short(monkeypatch):
-    from rnnlab.kernels import common, launch
+def test_on_chip_plan_falls_back_to_the_split_path_where_shared_memory_is_short(monkeypatch, launch):
+    from rnnlab.kernels import common
 
-    monkeypatch.setattr(launch, "num_sms", lambda device: 132)
     monkeypatch.setattr(common, "interpreted", lambda: False)
     monkeypatch.delenv("RNNLAB_GRID_SYNC", raising=False)
     plan = launch.plan(4, 128, 16, torch.bfloat16, torch.device("cpu"))
@@ -240,10 +229,9 @@ def test_on_chip_plan_falls_back_to_the_split_path_where_shared_memory_is_short(
         launch.run(kernel, forced, 7, args, exchange=(16, 128))
 
 
-def test_grid_barrier_only_on_a_gpu_and_only_when_allowed(monkeypatch):
-    from rnnlab.kernels import common, launch
+def test_grid_barrier_only_on_a_gpu_and_only_when_allowed(monkeypatch, launch):
+    from rnnlab.kernels import common
 
-    monkeypatch.setattr(launch, "num_sms", lambda device: 132)
     monkeypatch.setattr(common, "interpreted", lambda: True)  # programs run one after another: no barrier
     assert launch.plan(4, 512, 16, torch.float32, CUDA).sync is False
     monkeypatch.setattr(common, "interpreted", lambda: False)
@@ -253,10 +241,7 @@ def test_grid_barrier_only_on_a_gpu_and_only_when_allowed(monkeypatch):
     assert plan.sync is False and plan.grid[1] > 1 and not plan.one_launch  # step-by-step launches
 
 
-def test_tagged_exchange_only_on_the_resident_path(monkeypatch):
-    from rnnlab.kernels import launch
-
-    monkeypatch.setattr(launch, "num_sms", lambda device: 132)
+def test_tagged_exchange_only_on_the_resident_path(monkeypatch, launch):
     monkeypatch.delenv("RNNLAB_EXCHANGE", raising=False)
     assert not launch.plan(4, 128, 16, torch.float32, CUDA).tagged  # the barrier by default
     monkeypatch.setenv("RNNLAB_EXCHANGE", "tagged")
@@ -271,10 +256,7 @@ def test_tagged_exchange_only_on_the_resident_path(monkeypatch):
         launch.plan(4, 128, 16, torch.float32, CUDA)
 
 
-def test_on_chip_stages_can_be_set_for_comparisons(monkeypatch):
-    from rnnlab.kernels import launch
-
-    monkeypatch.setattr(launch, "num_sms", lambda device: 132)
+def test_on_chip_stages_can_be_set_for_comparisons(monkeypatch, launch):
     monkeypatch.delenv("RNNLAB_ON_CHIP_STAGES", raising=False)
     monkeypatch.setenv("RNNLAB_ON_CHIP_BYTES", "196608")  # GRU's fp32 W_hh at H = 128 on chip
     plan = launch.plan(3, 128, 16, torch.float32, CUDA)
@@ -288,10 +270,7 @@ def test_on_chip_stages_can_be_set_for_comparisons(monkeypatch):
         launch.plan(3, 128, 16, torch.float32, CUDA)
 
 
-def test_tile_override_is_checked(monkeypatch):
-    from rnnlab.kernels import launch
-
-    monkeypatch.setattr(launch, "num_sms", lambda device: 132)
+def test_tile_override_is_checked(monkeypatch, launch):
     monkeypatch.setenv("RNNLAB_TILE", "0,32,4,3")
     plan = launch.plan(4, 512, 16, torch.float32, CUDA)
     assert (plan.meta["BLOCK_N"], plan.meta["BLOCK_K"], plan.meta["num_warps"]) == (16, 32, 4)
@@ -303,10 +282,7 @@ def test_tile_override_is_checked(monkeypatch):
         launch.plan(4, 512, 16, torch.float32, CUDA)
 
 
-def test_plans_are_remembered_and_follow_what_they_depend_on(monkeypatch):
-    from rnnlab.kernels import launch
-
-    monkeypatch.setattr(launch, "num_sms", lambda device: 132)
+def test_plans_are_remembered_and_follow_what_they_depend_on(monkeypatch, launch):
     monkeypatch.delenv("RNNLAB_PREFETCH", raising=False)
     first = launch.plan(4, 512, 16, torch.float32, CUDA)
     assert launch.plan(4, 512, 16, torch.float32, CUDA) is first and first.meta["PREFETCH"]
