@@ -17,9 +17,10 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from rnnlab.kernels.common import GATES
+
 from rnnlab.bench.grid import grid
 
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 FP32, TF32 = 67e12, 495e12  # FLOP/s, H100 SXM, dense
 RUN4 = Path(__file__).resolve().parent / "h100-run4" / "bench-cuda.csv"
 
