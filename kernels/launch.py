@@ -80,6 +80,21 @@ def num_sms(device: torch.device) -> int:
     return INTERPRETER_SMS
 
 
+def bidir_streams() -> bool:
+    """RNNLAB_BIDIR_STREAMS=1: a bidirectional layer's two directions run on two CUDA streams at once
+    (``rnnlab.streams``; a comparison switch until a GPU run has timed it)."""
+    return os.environ.get("RNNLAB_BIDIR_STREAMS", "0") == "1"
+
+
+def sms_for_a_plan(device: torch.device) -> int:
+    """The SMs one split plan may fill: all of them, or half where ``bidir_streams`` runs two directions'
+    kernels at once. A split plan's programs wait for each other every step, so all of them must be
+    resident together; two such grids of up to every SM each, on two streams, could each hold SMs the
+    other's waiting programs need and never finish. Two grids of half the SMs fit side by side."""
+    sms = num_sms(device)
+    return max(1, sms // 2) if device.type == "cuda" and bidir_streams() else sms
+
+
 def resident_allowed() -> bool:
     """A switch for comparisons: RNNLAB_RESIDENT=0 streams W_hh from L2 every step even where it would fit."""
     return os.environ.get("RNNLAB_RESIDENT", "1") != "0"
@@ -180,7 +195,7 @@ def plan(
     ``_Settings`` and is part of the cache key; the geometry bounds above are constants.
     """
     settings = _Settings(
-        sms=num_sms(device),
+        sms=sms_for_a_plan(device),
         interpreted=common.interpreted(),
         precision=common.dot_precision(dtype),
         on_chip_bytes=on_chip_bytes(),
@@ -198,9 +213,9 @@ def plan(
 
 
 class _Settings(NamedTuple):
-    """The environment of a plan: the device's SM count, the interpreter, the fp32 dot precision, the
-    RNNLAB_* knobs (on-chip bytes and stages, resident and its two bounds, tile override, prefetch, grid
-    sync, widest batch tile, tagged exchange)."""
+    """The environment of a plan: the SMs it may fill (``sms_for_a_plan``), the interpreter, the fp32 dot
+    precision, the RNNLAB_* knobs (on-chip bytes and stages, resident and its two bounds, tile override,
+    prefetch, grid sync, widest batch tile, tagged exchange)."""
 
     sms: int
     interpreted: bool

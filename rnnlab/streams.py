@@ -6,15 +6,19 @@ after it. The forward direction runs on the current stream, the reverse on a sid
 device; autograd runs each backward on its forward's stream, so the backward passes overlap too.
 
 Off unless ``RNNLAB_BIDIR_STREAMS=1`` (a comparison switch until a GPU run has timed it; see
-experiments/kernels/README.md). Only on CUDA, only for the triton backend's bidirectional layers.
+experiments/kernels/README.md). Only on CUDA, only for the triton backend's bidirectional layers. While it
+is on, every split-path plan on CUDA fills at most half the SMs (``kernels.launch.sms_for_a_plan``), so
+that the two directions' grid-synchronized kernels can be resident at once instead of waiting on each
+other forever; plans on chip, whose programs never wait for each other, are unchanged.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import torch
+
+from rnnlab.kernels import launch  # imports no Triton
 
 _SIDE: dict[torch.device, torch.cuda.Stream] = {}
 
@@ -23,7 +27,7 @@ def enabled(device: torch.device) -> bool:
     """The switch is on and the layer runs eagerly on a CUDA device (not while torch.compile traces it)."""
     if device.type != "cuda" or torch.compiler.is_compiling():
         return False
-    return os.environ.get("RNNLAB_BIDIR_STREAMS", "0") == "1"
+    return launch.bidir_streams()
 
 
 def side_by_side(forward: Callable, reverse: Callable, forward_args: tuple, reverse_args: tuple):

@@ -294,3 +294,31 @@ def test_plans_are_remembered_and_follow_what_they_depend_on(monkeypatch, launch
     assert launch.plan(4, 512, 16, torch.float32, CUDA).grid == (1, 8) != first.grid
     monkeypatch.setitem(launch.MAX_BLOCK_B, 4, 16)
     assert launch.plan(4, 512, 64, torch.float32, CUDA).meta["BLOCK_B"] == 16
+
+
+@pytest.mark.parametrize("gates", [1, 3, 4])
+@pytest.mark.parametrize("batch", [1, 17, 64, 256, 5000])
+@pytest.mark.parametrize("hidden", [64, 128, 200, 768, 2048])
+def test_split_plans_leave_room_for_the_other_direction(monkeypatch, launch, gates, batch, hidden):
+    """RNNLAB_BIDIR_STREAMS=1 runs two directions' kernels at once on two CUDA streams. A split plan's
+    programs wait for each other every step, so both grids must be resident together: each may fill at
+    most half the SMs (every split program, its fallback's included, may need a whole SM). Plans on chip
+    and plans on the CPU are unchanged."""
+    from rnnlab.kernels import common
+
+    monkeypatch.setattr(common, "interpreted", lambda: False)
+    monkeypatch.delenv("RNNLAB_GRID_SYNC", raising=False)
+    monkeypatch.delenv("RNNLAB_BIDIR_STREAMS", raising=False)
+    alone = launch.plan(gates, hidden, batch, torch.bfloat16, CUDA)
+    on_cpu = launch.plan(gates, hidden, batch, torch.bfloat16, torch.device("cpu"))
+    monkeypatch.setenv("RNNLAB_BIDIR_STREAMS", "1")
+    shared = launch.plan(gates, hidden, batch, torch.bfloat16, CUDA)
+    assert launch.plan(gates, hidden, batch, torch.bfloat16, torch.device("cpu")) == on_cpu
+    for plan in (shared, shared.fallback):
+        if plan is not None and plan.sync:
+            assert plan.grid[0] * plan.grid[1] <= 132 // 2
+    assert shared.meta["ON_CHIP"] == alone.meta["ON_CHIP"]
+    if alone.meta["ON_CHIP"]:
+        assert shared.grid == alone.grid
+    if (gates, hidden, batch) == (4, 2048, 1):  # one batch tile: 128 programs alone, 64 wider ones shared
+        assert alone.grid == (1, 128) and shared.grid == (1, 64) and shared.meta["BLOCK_N"] == 32
