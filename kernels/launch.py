@@ -15,6 +15,11 @@ Three paths, chosen by size:
 - split, streamed: the same, with W_hh re-read from L2 every step in BLOCK_K x BLOCK_N tiles (slices too
   large to keep, or several column tiles per program).
 
+A split grid relies on all its programs being resident at once. Kernels that finish on their own (GEMMs,
+other streams' work) only delay it; two split grids waiting at the same time on two streams could hold
+each other's SMs for ever, so rnnlab's own two-stream mode halves the SMs each plan takes
+(``sms_for_a_plan``). Callers that run split recurrences concurrently on their own streams must do the same.
+
 Imports no Triton, like ``common``.
 """
 
