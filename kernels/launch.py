@@ -18,7 +18,8 @@ Three paths, chosen by size:
 A split grid relies on all its programs being resident at once. Kernels that finish on their own (GEMMs,
 other streams' work) only delay it; two split grids waiting at the same time on two streams could hold
 each other's SMs for ever, so rnnlab's own two-stream mode halves the SMs each plan takes
-(``sms_for_a_plan``). Callers that run split recurrences concurrently on their own streams must do the same.
+(``sms_for_a_plan``). A caller running split recurrences on streams of its own at once needs the same
+(RNNLAB_BIDIR_STREAMS=1 halves every split plan on CUDA).
 
 Imports no Triton, like ``common``.
 """
