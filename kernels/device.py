@@ -89,6 +89,59 @@ def load_w_tile(w, H, gate, offs_k, offs_n):
 
 
 @triton.jit
+def load_wt_gates(w, H, G: tl.constexpr, offs_k, n0, BLOCK_N: tl.constexpr):
+    """(BLOCK_K, 4 * BLOCK_N): the W^T tiles of columns n0 .. n0 + BLOCK_N of gates 0..3 side by side,
+    element [k, j * BLOCK_N + n] = w_hh[j*H + n0 + n, k], zero past H and for gates j >= G (GRU's three).
+
+    One product h @ this tile gives every gate's pre-activation at once (``split_gates``), and its
+    4 * BLOCK_N output columns are dealt across the warps. Four BLOCK_N-wide products, one per gate, are
+    too narrow to split: at 16 columns every warp would issue all of them (FUSED in kernels/launch.py)."""
+    n4 = tl.arange(0, 4 * BLOCK_N)
+    gate = n4 // BLOCK_N
+    cols = n0 + n4 % BLOCK_N
+    mask = (offs_k < H)[:, None] & ((cols < H) & (gate < G))[None, :]
+    return tl.load(w + (gate * H + cols)[None, :] * H + offs_k[:, None], mask=mask, other=0.0)
+
+
+@triton.jit
+def split_gates(acc, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr):
+    """The four (BLOCK_B, BLOCK_N) gate blocks of acc (BLOCK_B, 4 * BLOCK_N), gate 0 first."""
+    acc = tl.reshape(acc, (BLOCK_B, 4, BLOCK_N))  # [b, j, n]
+    acc = tl.reshape(tl.permute(acc, (0, 2, 1)), (BLOCK_B, BLOCK_N, 2, 2))  # [b, n, j // 2, j % 2]
+    even, odd = tl.split(acc)  # gates 0, 2 and gates 1, 3
+    g0, g2 = tl.split(even)
+    g1, g3 = tl.split(odd)
+    return g0, g1, g2, g3
+
+
+@triton.jit
+def load_w_gates(w, H, G: tl.constexpr, offs_k, offs_n):
+    """(4, BLOCK_K, BLOCK_N): gate j's W tile [k, n] = w_hh[j*H + k, n], zero past H and for j >= G.
+
+    The backward's product dG (B, G*H) @ W_hh (G*H, H) as one batched product over the gates
+    (``gate_product``), each gate's share on its own warps, instead of G products that every warp of a
+    narrow tile would issue in full."""
+    gate = tl.arange(0, 4)[:, None, None]
+    mask = (gate < G) & (offs_k < H)[None, :, None] & (offs_n < H)[None, None, :]
+    return tl.load(w + (gate * H + offs_k[None, :, None]) * H + offs_n[None, None, :], mask=mask, other=0.0)
+
+
+@triton.jit
+def load_gate_rows(d_gates, g_off, H, G: tl.constexpr, k_mask):
+    """(4, BLOCK_B, BLOCK_K): gate j's gradient tile read at ``d_gates + g_off + j*H`` (from L2: other
+    programs wrote it), zero for j >= G; the left operand of ``gate_product``."""
+    gate = tl.arange(0, 4)[:, None, None]
+    mask = (gate < G) & k_mask[None, :, :]
+    return tl.load(d_gates + g_off[None, :, :] + gate * H, mask=mask, other=0.0, cache_modifier=".cg")
+
+
+@triton.jit
+def gate_product(dg3, w3, acc, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+    """acc + the sum over the gates j of dG_j @ W_j: dg3 (4, BLOCK_B, BLOCK_K), w3 (4, BLOCK_K, BLOCK_N)."""
+    return acc + tl.sum(dot(dg3, w3, None, PRECISION, UPCAST), axis=0)
+
+
+@triton.jit
 def dot(a, b, acc, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
     """acc + a @ b with fp32 accumulation (acc may be None).
 

@@ -25,13 +25,17 @@ from torch import Tensor
 from . import common, launch
 from .device import (
     dot,
+    gate_product,
     load_step,
+    load_w_gates,
     load_w_tile,
+    load_wt_gates,
     load_wt_tile,
     post_gradient,
     prefetched,
     read_state,
     sigmoid,
+    split_gates,
     state_tile,
     step_sync,
     step_validity,
@@ -91,7 +95,7 @@ def _gru_fwd_kernel(
     ON_CHIP: tl.constexpr, RESIDENT: tl.constexpr, PREFETCH: tl.constexpr, BLOCK_B: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     PRECISION: tl.constexpr,
-    UPCAST: tl.constexpr,
+    UPCAST: tl.constexpr, FUSED: tl.constexpr,  # 0, 1 or 2: launch._fused
 ):  # fmt: skip
     # h_buf (2, B, H) fp32: h0 in slot 0; step s reads slot s % 2 and writes the other (tiled path); the
     # final h lands in slot T % 2. PREFETCH (on chip, resident): step s + 1's input gates are loaded while
@@ -127,9 +131,12 @@ def _gru_fwd_kernel(
         ks = tl.arange(0, BLOCK_K)
         off, mask = state_tile(rows, row_mask, cols, H)
         k_off, k_mask = state_tile(rows, row_mask, ks, H)
-        w_r = load_wt_tile(w, H, 0, ks, cols)
-        w_z = load_wt_tile(w, H, 1, ks, cols)
-        w_n = load_wt_tile(w, H, 2, ks, cols)
+        if FUSED > 0:  # the three gates' slices side by side and a zero fourth: one product
+            w4 = load_wt_gates(w, H, 3, ks, tl.program_id(1) * BLOCK_N, BLOCK_N)
+        else:
+            w_r = load_wt_tile(w, H, 0, ks, cols)
+            w_z = load_wt_tile(w, H, 1, ks, cols)
+            w_n = load_wt_tile(w, H, 2, ks, cols)
         h = tl.load(h_buf + (S0 % 2) * B * H + off, mask=mask, other=0.0, cache_modifier=".cg")
         x_next = _gru_gx(gx, time_index(S0, T, REVERSE), B, H, rows, cols)  # step S0's input gates
         for s in range(S0, S0 + STEPS):
@@ -138,9 +145,12 @@ def _gru_fwd_kernel(
             x, x_next = prefetched(x_next, _gru_gx(gx, t_load, B, H, rows, cols), PREFETCH)
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
             hk = read_state(h_buf, xch, s, B * H, k_off, k_mask, TAGGED).to(dt)
-            acc_r = dot(hk, w_r, None, PRECISION, UPCAST)
-            acc_z = dot(hk, w_z, None, PRECISION, UPCAST)
-            acc_n = dot(hk, w_n, None, PRECISION, UPCAST)
+            if FUSED > 0:
+                acc_r, acc_z, acc_n, _ = split_gates(dot(hk, w4, None, PRECISION, UPCAST), BLOCK_B, BLOCK_N)
+            else:
+                acc_r = dot(hk, w_r, None, PRECISION, UPCAST)
+                acc_z = dot(hk, w_z, None, PRECISION, UPCAST)
+                acc_n = dot(hk, w_n, None, PRECISION, UPCAST)
             h = _gru_fwd_cell(
                 x, b, out, gates, ghn, t, B, H, rows, cols, acc_r, acc_z, acc_n, h, valid, HAS_BIAS, SAVE
             )
@@ -157,9 +167,12 @@ def _gru_fwd_kernel(
             h_write = h_buf + ((s + 1) % 2) * B * H
             for n0 in range(n_first, H, n_step):
                 cols = n0 + offs_n
-                acc_r = tl.zeros((BLOCK_B, BLOCK_N), tl.float32)
-                acc_z = tl.zeros((BLOCK_B, BLOCK_N), tl.float32)
-                acc_n = tl.zeros((BLOCK_B, BLOCK_N), tl.float32)
+                if FUSED > 0:  # the three gates' W^T tiles and a zero fourth side by side, one product
+                    acc4 = tl.zeros((BLOCK_B, 4 * BLOCK_N), tl.float32)
+                else:
+                    acc_r = tl.zeros((BLOCK_B, BLOCK_N), tl.float32)
+                    acc_z = tl.zeros((BLOCK_B, BLOCK_N), tl.float32)
+                    acc_n = tl.zeros((BLOCK_B, BLOCK_N), tl.float32)
                 for k0 in range(0, H, BLOCK_K):
                     ks = k0 + offs_k
                     k_mask = state_tile(rows, row_mask, ks, H)[1]
@@ -167,9 +180,14 @@ def _gru_fwd_kernel(
                         h_read + rows[:, None] * H + ks[None, :], mask=k_mask, other=0.0, cache_modifier=".cg"
                     )
                     hk = hk.to(dt)
-                    acc_r = dot(hk, load_wt_tile(w, H, 0, ks, cols), acc_r, PRECISION, UPCAST)
-                    acc_z = dot(hk, load_wt_tile(w, H, 1, ks, cols), acc_z, PRECISION, UPCAST)
-                    acc_n = dot(hk, load_wt_tile(w, H, 2, ks, cols), acc_n, PRECISION, UPCAST)
+                    if FUSED > 0:
+                        acc4 = dot(hk, load_wt_gates(w, H, 3, ks, n0, BLOCK_N), acc4, PRECISION, UPCAST)
+                    else:
+                        acc_r = dot(hk, load_wt_tile(w, H, 0, ks, cols), acc_r, PRECISION, UPCAST)
+                        acc_z = dot(hk, load_wt_tile(w, H, 1, ks, cols), acc_z, PRECISION, UPCAST)
+                        acc_n = dot(hk, load_wt_tile(w, H, 2, ks, cols), acc_n, PRECISION, UPCAST)
+                if FUSED > 0:
+                    acc_r, acc_z, acc_n, _ = split_gates(acc4, BLOCK_B, BLOCK_N)
                 off, mask = state_tile(rows, row_mask, cols, H)
                 h_prev = tl.load(h_read + off, mask=mask, other=0.0, cache_modifier=".cg")
                 x = _gru_gx(gx, t, B, H, rows, cols)
@@ -248,7 +266,7 @@ def _gru_bwd_kernel(
     HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, ON_CHIP: tl.constexpr, RESIDENT: tl.constexpr,
     PREFETCH: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
-    UPCAST: tl.constexpr,
+    UPCAST: tl.constexpr, FUSED: tl.constexpr,  # 0, 1 or 2: launch._fused
 ):  # fmt: skip
     # dh_buf (B, H) fp32: d h_n in, dh0 out. Processing steps run s = T-1 .. 0. PREFETCH (resident
     # path): step s - 1's saved values are loaded while step s computes (on chip the compiler already
@@ -282,9 +300,12 @@ def _gru_bwd_kernel(
         ks = tl.arange(0, BLOCK_K)
         off, mask = state_tile(rows, row_mask, cols, H)
         k_mask = state_tile(rows, row_mask, ks, H)[1]
-        w_r = load_w_tile(w, H, 0, ks, cols)
-        w_z = load_w_tile(w, H, 1, ks, cols)
-        w_n = load_w_tile(w, H, 2, ks, cols)
+        if FUSED > 1 and not TAGGED:  # (4, padded H, BLOCK_N), a zero fourth: one batched dot
+            w3 = load_w_gates(w, H, 3, ks, cols)
+        else:
+            w_r = load_w_tile(w, H, 0, ks, cols)
+            w_z = load_w_tile(w, H, 1, ks, cols)
+            w_n = load_w_tile(w, H, 2, ks, cols)
         dh = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
         v_next = _gru_bwd_load(
             gates, ghn, out, h0, lengths, d_out, T - 1 - S0, T, B, H, rows, cols, REVERSE, HAS_LENGTHS
@@ -317,6 +338,15 @@ def _gru_bwd_kernel(
                 dh = dot(d_z, w_z, dh, PRECISION, UPCAST)
                 d_hn = tagged_gradient(xch, r, size, x_off + 2 * H, k_mask, gdt)
                 dh = dot(d_hn, w_n, dh, PRECISION, UPCAST)
+            elif PHASE2 and FUSED > 1:  # the same in one product: d_r, d_z from d_gates, d gh_n from d_ghn
+                row = (t.to(tl.int64) * B + rows[:, None])[None, :, :]
+                gate = tl.arange(0, 4)[:, None, None]
+                ptrs = (
+                    tl.where(gate < 2, d_gates + row * 3 * H + gate * H, d_ghn + row * H) + ks[None, None, :]
+                )
+                g_mask = (gate < 3) & k_mask[None, :, :]
+                dg3 = tl.load(ptrs, mask=g_mask, other=0.0, cache_modifier=".cg")  # (4, BLOCK_B, padded H)
+                dh = gate_product(dg3, w3, dh, PRECISION, UPCAST)
             elif PHASE2:  # dh_{t-1} = bypass + [d_r, d_z, d gh_n] (B, 3H) @ W_hh (3H, this tile)
                 row = t.to(tl.int64) * B + rows[:, None]
                 k_off = row * 3 * H + ks[None, :]

@@ -49,6 +49,7 @@ MAX_BLOCK_B = {1: 64, 3: 16, 4: 64}
 ON_CHIP_BYTES = 131072
 RESIDENT_ELEMENTS = 16384  # G * BH * BLOCK_N bound for a program's slice of W_hh on the split path
 RESIDENT_STATE = 8192  # BLOCK_B * BH bound for the state tile a resident program reads whole each step
+FUSED_BACKWARD_BYTES = 131072  # shared memory the fused backward may stage (``_fused``)
 TILE_NS = (16, 32, 64)  # tiled path: output columns per tile, the smallest that keeps the grid on the SMs
 INTERPRETER_SMS = 4  # programs per batch tile under the interpreter: enough to exercise the split path
 _NO_ROOM: set = set()  # (kernel, device, meta) of on-chip launches the device refused: use their fallback
@@ -176,6 +177,19 @@ def exchange_tagged() -> bool:
     return spec == "tagged"
 
 
+def fused_gates() -> bool:
+    """RNNLAB_FUSED_GATES=1: LSTM's and GRU's resident split path computes all gates' products as one (the
+    forward: h @ the gates' W^T slices side by side, ``device.load_wt_gates``; the backward: one batched
+    product over the gates, ``device.gate_product``) instead of one product per gate. A 16-column tile's
+    per-gate products are too narrow for Triton to deal across warps, so every warp issues all of them;
+    compiled for sm_90, the fused forward of LSTM fp32 at H = 128 issues a quarter of the MMAs per warp
+    (experiments/kernels/README.md). A comparison switch until a GPU run has timed it."""
+    spec = os.environ.get("RNNLAB_FUSED_GATES") or "0"
+    if spec not in ("0", "1"):
+        raise ValueError(f"RNNLAB_FUSED_GATES must be 0 or 1, got {spec!r}")
+    return spec == "1"
+
+
 def grid_sync_allowed() -> bool:
     """A switch for debugging: RNNLAB_GRID_SYNC=0 launches the split path step by step instead."""
     return not common.interpreted() and os.environ.get("RNNLAB_GRID_SYNC", "1") != "0"
@@ -214,6 +228,7 @@ def plan(
         grid_sync=grid_sync_allowed(),
         widest=max_block_b(gates),
         tagged=exchange_tagged(),
+        fused=fused_gates(),
     )
     return _make_plan(gates, hidden, batch, dtype, block_h, allow_on_chip, settings)
 
@@ -221,7 +236,7 @@ def plan(
 class _Settings(NamedTuple):
     """The environment of a plan: the SMs it may fill (``sms_for_a_plan``), the interpreter, the fp32 dot
     precision, the RNNLAB_* knobs (on-chip bytes and stages, resident and its two bounds, tile override,
-    prefetch, grid sync, widest batch tile, tagged exchange)."""
+    prefetch, grid sync, widest batch tile, tagged exchange, fused gates)."""
 
     sms: int
     interpreted: bool
@@ -236,6 +251,7 @@ class _Settings(NamedTuple):
     grid_sync: bool
     widest: int
     tagged: bool
+    fused: bool
 
 
 @functools.lru_cache(maxsize=4096)
@@ -284,6 +300,8 @@ def _make_plan(gates, hidden, batch, dtype, block_h, allow_on_chip, settings: _S
         PRECISION=settings.precision,
         UPCAST=settings.interpreted and dtype == torch.bfloat16,  # see kernels/device.py: dot
     )
+    if gates > 1:  # (the RNN's kernels have no FUSED: one gate)
+        meta["FUSED"] = _fused(settings.fused and not on_chip, resident, block_b, block_n, block_k, dtype)
     if on_chip or resident:
         meta["num_warps"] = resident_warps(gates, block_n, block_k)
         if on_chip and settings.on_chip_stages:
@@ -296,6 +314,23 @@ def _make_plan(gates, hidden, batch, dtype, block_h, allow_on_chip, settings: _S
     sync = n_progs > 1 and settings.grid_sync
     tagged = resident and settings.tagged
     return Plan((b_tiles, n_progs), MappingProxyType(meta), sync=sync, fallback=fallback, tagged=tagged)
+
+
+def _fused(on: bool, resident: bool, block_b: int, block_n: int, block_k: int, dtype: torch.dtype) -> int:
+    """FUSED of a split LSTM/GRU plan (``fused_gates``): 0 off, 1 the forward's product fused (resident
+    and streamed), 2 the resident backward's too (the streamed backward keeps its per-gate products,
+    each W tile loaded just before its product). The backward's batched product pays only at 16 columns,
+    where each per-gate product is too narrow to share among the warps; compiled for sm_90 at H = 128
+    fp32 it issues more instructions than the per-gate products at 32 columns and spills at 64
+    (experiments/kernels/README.md). It also stages all four gates' gradient tiles and W slices in shared
+    memory at once, 4 * BLOCK_K * (BLOCK_B + BLOCK_N) elements (exactly its shared memory on sm_90), so
+    it is taken only within FUSED_BACKWARD_BYTES: a resident plan has no fallback to catch a refusal."""
+    if not on:
+        return 0
+    if not resident:
+        return 1
+    staged = 4 * block_k * (block_b + block_n) * dtype.itemsize
+    return 2 if block_n == 16 and staged <= FUSED_BACKWARD_BYTES else 1
 
 
 def resident_warps(gates: int, block_n: int, block_k: int) -> int:

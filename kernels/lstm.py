@@ -25,13 +25,18 @@ from torch import Tensor
 from . import common, launch
 from .device import (
     dot,
+    gate_product,
+    load_gate_rows,
     load_step,
+    load_w_gates,
     load_w_tile,
+    load_wt_gates,
     load_wt_tile,
     post_gradient,
     prefetched,
     read_state,
     sigmoid,
+    split_gates,
     state_tile,
     step_sync,
     step_validity,
@@ -90,7 +95,7 @@ def _lstm_fwd_kernel(
     HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, SAVE: tl.constexpr,
     ON_CHIP: tl.constexpr, RESIDENT: tl.constexpr, PREFETCH: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
-    UPCAST: tl.constexpr,
+    UPCAST: tl.constexpr, FUSED: tl.constexpr,  # 0, 1 or 2: launch._fused
 ):  # fmt: skip
     # h_buf (2, B, H) fp32: h0 in slot 0; step s reads slot s % 2 and writes the other (tiled path), the
     # final h lands in slot T % 2. c_buf (B, H) fp32: c0 in, c_T out, updated in place tile by tile.
@@ -131,10 +136,13 @@ def _lstm_fwd_kernel(
         ks = tl.arange(0, BLOCK_K)
         off, mask = state_tile(rows, row_mask, cols, H)
         k_off, k_mask = state_tile(rows, row_mask, ks, H)
-        w_i = load_wt_tile(w, H, 0, ks, cols)
-        w_f = load_wt_tile(w, H, 1, ks, cols)
-        w_g = load_wt_tile(w, H, 2, ks, cols)
-        w_o = load_wt_tile(w, H, 3, ks, cols)
+        if FUSED > 0:  # the four gates' slices side by side: one product, across the warps
+            w4 = load_wt_gates(w, H, 4, ks, tl.program_id(1) * BLOCK_N, BLOCK_N)
+        else:
+            w_i = load_wt_tile(w, H, 0, ks, cols)
+            w_f = load_wt_tile(w, H, 1, ks, cols)
+            w_g = load_wt_tile(w, H, 2, ks, cols)
+            w_o = load_wt_tile(w, H, 3, ks, cols)
         h = tl.load(h_buf + (S0 % 2) * B * H + off, mask=mask, other=0.0, cache_modifier=".cg")
         c = tl.load(c_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
         x_next = _lstm_gx(gx, time_index(S0, T, REVERSE), B, H, rows, cols)  # step S0's input gates
@@ -144,10 +152,15 @@ def _lstm_fwd_kernel(
             x, x_next = prefetched(x_next, _lstm_gx(gx, t_load, B, H, rows, cols), PREFETCH)
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
             hk = read_state(h_buf, xch, s, B * H, k_off, k_mask, TAGGED).to(dt)
-            acc_i = dot(hk, w_i, None, PRECISION, UPCAST)
-            acc_f = dot(hk, w_f, None, PRECISION, UPCAST)
-            acc_g = dot(hk, w_g, None, PRECISION, UPCAST)
-            acc_o = dot(hk, w_o, None, PRECISION, UPCAST)
+            if FUSED > 0:
+                acc_i, acc_f, acc_g, acc_o = split_gates(
+                    dot(hk, w4, None, PRECISION, UPCAST), BLOCK_B, BLOCK_N
+                )
+            else:
+                acc_i = dot(hk, w_i, None, PRECISION, UPCAST)
+                acc_f = dot(hk, w_f, None, PRECISION, UPCAST)
+                acc_g = dot(hk, w_g, None, PRECISION, UPCAST)
+                acc_o = dot(hk, w_o, None, PRECISION, UPCAST)
             h, c = _lstm_fwd_cell(
                 x, out, gates, cells, t, B, H, rows, cols, acc_i, acc_f, acc_g, acc_o, h, c, valid, SAVE
             )
@@ -167,10 +180,13 @@ def _lstm_fwd_kernel(
             h_write = h_buf + ((s + 1) % 2) * B * H
             for n0 in range(n_first, H, n_step):
                 cols = n0 + offs_n
-                acc_i = tl.zeros((BLOCK_B, BLOCK_N), tl.float32)
-                acc_f = tl.zeros((BLOCK_B, BLOCK_N), tl.float32)
-                acc_g = tl.zeros((BLOCK_B, BLOCK_N), tl.float32)
-                acc_o = tl.zeros((BLOCK_B, BLOCK_N), tl.float32)
+                if FUSED > 0:  # the four gates' W^T tiles side by side, one product per K tile
+                    acc4 = tl.zeros((BLOCK_B, 4 * BLOCK_N), tl.float32)
+                else:
+                    acc_i = tl.zeros((BLOCK_B, BLOCK_N), tl.float32)
+                    acc_f = tl.zeros((BLOCK_B, BLOCK_N), tl.float32)
+                    acc_g = tl.zeros((BLOCK_B, BLOCK_N), tl.float32)
+                    acc_o = tl.zeros((BLOCK_B, BLOCK_N), tl.float32)
                 for k0 in range(0, H, BLOCK_K):
                     ks = k0 + offs_k
                     k_mask = state_tile(rows, row_mask, ks, H)[1]
@@ -178,10 +194,15 @@ def _lstm_fwd_kernel(
                         h_read + rows[:, None] * H + ks[None, :], mask=k_mask, other=0.0, cache_modifier=".cg"
                     )
                     hk = hk.to(dt)
-                    acc_i = dot(hk, load_wt_tile(w, H, 0, ks, cols), acc_i, PRECISION, UPCAST)
-                    acc_f = dot(hk, load_wt_tile(w, H, 1, ks, cols), acc_f, PRECISION, UPCAST)
-                    acc_g = dot(hk, load_wt_tile(w, H, 2, ks, cols), acc_g, PRECISION, UPCAST)
-                    acc_o = dot(hk, load_wt_tile(w, H, 3, ks, cols), acc_o, PRECISION, UPCAST)
+                    if FUSED > 0:
+                        acc4 = dot(hk, load_wt_gates(w, H, 4, ks, n0, BLOCK_N), acc4, PRECISION, UPCAST)
+                    else:
+                        acc_i = dot(hk, load_wt_tile(w, H, 0, ks, cols), acc_i, PRECISION, UPCAST)
+                        acc_f = dot(hk, load_wt_tile(w, H, 1, ks, cols), acc_f, PRECISION, UPCAST)
+                        acc_g = dot(hk, load_wt_tile(w, H, 2, ks, cols), acc_g, PRECISION, UPCAST)
+                        acc_o = dot(hk, load_wt_tile(w, H, 3, ks, cols), acc_o, PRECISION, UPCAST)
+                if FUSED > 0:
+                    acc_i, acc_f, acc_g, acc_o = split_gates(acc4, BLOCK_B, BLOCK_N)
                 off, mask = state_tile(rows, row_mask, cols, H)
                 h_prev = tl.load(h_read + off, mask=mask, other=0.0, cache_modifier=".cg")
                 c_prev = tl.load(c_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
@@ -257,7 +278,7 @@ def _lstm_bwd_kernel(
     HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, ON_CHIP: tl.constexpr, RESIDENT: tl.constexpr,
     PREFETCH: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
-    UPCAST: tl.constexpr,
+    UPCAST: tl.constexpr, FUSED: tl.constexpr,  # 0, 1 or 2: launch._fused
 ):  # fmt: skip
     # dh_buf, dc_buf (B, H) fp32: d h_n, d c_n in; dh0, dc0 out. Processing steps run s = T-1 .. 0.
     # PREFETCH (resident path): step s - 1's saved values are loaded while step s computes (on chip the
@@ -295,10 +316,13 @@ def _lstm_bwd_kernel(
         ks = tl.arange(0, BLOCK_K)
         off, mask = state_tile(rows, row_mask, cols, H)
         k_mask = state_tile(rows, row_mask, ks, H)[1]
-        w_i = load_w_tile(w, H, 0, ks, cols)
-        w_f = load_w_tile(w, H, 1, ks, cols)
-        w_g = load_w_tile(w, H, 2, ks, cols)
-        w_o = load_w_tile(w, H, 3, ks, cols)
+        if FUSED > 1 and not TAGGED:  # (4, padded H, BLOCK_N): the gates' products as one batched dot
+            w3 = load_w_gates(w, H, 4, ks, cols)
+        else:
+            w_i = load_w_tile(w, H, 0, ks, cols)
+            w_f = load_w_tile(w, H, 1, ks, cols)
+            w_g = load_w_tile(w, H, 2, ks, cols)
+            w_o = load_w_tile(w, H, 3, ks, cols)
         dh = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
         dc = tl.load(dc_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
         saved_next = _lstm_bwd_load(gates, cells, c0, d_out, T - 1 - S0, T, B, H, rows, cols, REVERSE)
@@ -332,6 +356,10 @@ def _lstm_bwd_kernel(
                 d_g, d_o = tagged_gradient_pair(xch, r, size, x_off + 2 * H, x_off + 3 * H, k_mask, gdt)
                 dh = dot(d_g, w_g, dh, PRECISION, UPCAST)
                 dh = dot(d_o, w_o, dh, PRECISION, UPCAST)
+            elif PHASE2 and FUSED > 1:  # the same, the four gates' products at once
+                k_off = (t.to(tl.int64) * B + rows[:, None]) * 4 * H + ks[None, :]
+                dg3 = load_gate_rows(d_gates, k_off, H, 4, k_mask)  # (4, BLOCK_B, padded H)
+                dh = gate_product(dg3, w3, dh, PRECISION, UPCAST)
             elif PHASE2:  # dh_{t-1} = bypass + dG[t] (B, 4H) @ W_hh (4H, this tile)
                 k_off = (t.to(tl.int64) * B + rows[:, None]) * 4 * H + ks[None, :]
                 dg = tl.load(d_gates + k_off, mask=k_mask, other=0.0, cache_modifier=".cg")

@@ -62,9 +62,9 @@ INT32_POINTERS = {"lengths", "counter"}
 INT64_POINTERS = {"xch"}  # the tagged exchange's words (RNNLAB_EXCHANGE=tagged)
 UNTAGGED = dict(TAGGED=False, xch=None)  # the kernels as launched by default
 SCALARS = {"T", "B", "H", "S0", "STEPS"}
-CELLS = {
-    "lstm": (lstm._lstm_fwd_kernel, lstm._lstm_bwd_kernel, {}),
-    "gru": (gru._gru_fwd_kernel, gru._gru_bwd_kernel, {"HAS_BIAS": True}),
+CELLS = {  # (FUSED: RNNLAB_FUSED_GATES, off by default; --rows compiles what a setting plans)
+    "lstm": (lstm._lstm_fwd_kernel, lstm._lstm_bwd_kernel, {"FUSED": 0}),
+    "gru": (gru._gru_fwd_kernel, gru._gru_bwd_kernel, {"HAS_BIAS": True, "FUSED": 0}),
     "rnn": (rnn._rnn_fwd_kernel, rnn._rnn_bwd_kernel, {"ACT": 0}),
 }
 DTYPES = {"fp32": ("fp32", "tf32"), "bf16": ("bf16", "ieee")}
@@ -215,7 +215,8 @@ def planned(rows: list, settings: list[dict], loops: bool) -> None:
         for knobs in settings:
             with knobs_set(knobs), _h100_sms():
                 plan = launch.plan(common.GATES[row.cell], row.hidden, row.batch, dtype, torch.device("cuda"))
-            shared = dict(plan.meta, SYNC=plan.sync, HAS_LENGTHS=False, REVERSE=False, **cell_constants)
+            shared = {**cell_constants, **plan.meta}  # the plan's FUSED over the default one
+            shared.update(SYNC=plan.sync, HAS_LENGTHS=False, REVERSE=False)
             name = ",".join(f"{k}={v}" for k, v in knobs.items()) or "default"
             path = "on chip" if plan.meta["ON_CHIP"] else "resident" if plan.meta["RESIDENT"] else "streamed"
             tiles = "x".join(str(plan.meta[k]) for k in ("BLOCK_B", "BLOCK_N", "BLOCK_K"))

@@ -144,6 +144,7 @@ def _within(seconds: int):
 
 
 # (B, H, dtype): one batch tile of 3 rows and 3 column tiles; two batch tiles (B = 20) of 2 column tiles
+# (also the fused gates' shapes)
 TAGGED_SHAPES = [(3, 33, torch.float32), (3, 33, torch.bfloat16), (20, 20, torch.float32)]
 
 
@@ -190,6 +191,88 @@ def test_tagged_exchange_matches_the_barrier(monkeypatch, cell, batch, hidden, d
         for a, b in zip(through_barrier, through_tags, strict=True):
             assert torch.equal(a, b)
         check(case, block_h=16)
+
+
+@pytest.mark.parametrize("exchange", ["barrier", "tagged"])
+@pytest.mark.parametrize(
+    "batch, hidden, dtype",
+    TAGGED_SHAPES,
+    ids=lambda v: _dtype_id(v) if isinstance(v, torch.dtype) else str(v),
+)
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_fused_gates_on_the_resident_path(monkeypatch, cell, batch, hidden, dtype, exchange):
+    """RNNLAB_FUSED_GATES=1: the resident split path's forward computes every gate's product as one (the
+    gates' W^T slices side by side, split after) and its backward the sum over the gates as one batched
+    product; against the reference, with lengths, reversed, one and two batch tiles, 3 column tiles of
+    H = 33 padded to 64 (GRU: its three gates and a masked fourth). With the tagged exchange the backward
+    keeps its per-gate products (their operands arrive as tagged words) and the forward is fused."""
+    from rnnlab.kernels import common, launch
+
+    monkeypatch.setenv("RNNLAB_FUSED_GATES", "1")
+    monkeypatch.setenv("RNNLAB_EXCHANGE", exchange)
+    plan = launch.plan(common.GATES[cell], hidden, batch, dtype, torch.device(DEVICE), block_h=16)
+    assert plan.meta["RESIDENT"] and plan.meta["FUSED"] == 2 and plan.grid[1] == -(-hidden // 16)
+    with _within(120):
+        check(Case(cell, batch, 7, hidden, dtype, lengths=True, reverse=True), block_h=16)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_fused_forward_with_the_backward_per_gate(monkeypatch, cell):
+    """Where the fused backward's tiles would not fit in shared memory (FUSED_BACKWARD_BYTES: LSTM fp16 at
+    H = 768 with the resident bounds raised), only the forward fuses (FUSED 1)."""
+    from rnnlab.kernels import common, launch
+
+    monkeypatch.setenv("RNNLAB_FUSED_GATES", "1")
+    monkeypatch.setattr(launch, "num_sms", lambda device: 132)
+    monkeypatch.setattr(common, "interpreted", lambda: False)
+    monkeypatch.setenv("RNNLAB_RESIDENT_ELEMENTS", "65536")
+    monkeypatch.setenv("RNNLAB_RESIDENT_STATE", "16384")
+    assert launch.plan(4, 768, 16, torch.float16, torch.device("cuda")).meta["FUSED"] == 1
+    monkeypatch.undo()
+    monkeypatch.setenv("RNNLAB_FUSED_GATES", "1")
+    monkeypatch.setattr(launch, "FUSED_BACKWARD_BYTES", 1024)
+    launch._make_plan.cache_clear()  # plans remember the bounds they were made with
+    try:
+        plan = launch.plan(common.GATES[cell], 33, 3, torch.float32, torch.device(DEVICE), block_h=16)
+        assert plan.meta["RESIDENT"] and plan.meta["FUSED"] == 1
+        check(Case(cell, 3, 7, 33, torch.float32, lengths=True, reverse=True), block_h=16)
+    finally:
+        monkeypatch.undo()
+        launch._make_plan.cache_clear()
+
+
+@pytest.mark.parametrize(
+    "batch, hidden", [(3, 33), (17, 70)], ids=["one-tile-each", "more-tiles-than-programs"]
+)
+@pytest.mark.parametrize("dtype", DTYPES, ids=_dtype_id)
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_fused_gates_on_the_streamed_path(monkeypatch, cell, dtype, batch, hidden):
+    """RNNLAB_FUSED_GATES=1 with W_hh streamed (RNNLAB_RESIDENT=0): each K tile's product covers every
+    gate's columns at once; H = 70 in 16-column tiles gives 5 tiles to 4 programs (one owns two) and
+    B = 17 two batch tiles."""
+    from rnnlab.kernels import common, launch
+
+    monkeypatch.setenv("RNNLAB_FUSED_GATES", "1")
+    monkeypatch.setenv("RNNLAB_RESIDENT", "0")
+    plan = launch.plan(common.GATES[cell], hidden, batch, dtype, torch.device(DEVICE), block_h=16)
+    assert not plan.meta["RESIDENT"] and plan.meta["FUSED"] == 1
+    check(Case(cell, batch, 5, hidden, dtype, lengths=True, reverse=True), block_h=16)
+
+
+def test_fused_gates_only_where_they_apply(monkeypatch):
+    """Only LSTM's and GRU's split plans fuse, the streamed ones in the forward only; the RNN's kernels
+    take no FUSED (one gate)."""
+    from rnnlab.kernels import launch
+
+    cpu = torch.device("cpu")
+    monkeypatch.setenv("RNNLAB_FUSED_GATES", "1")
+    assert "FUSED" not in launch.plan(1, 33, 3, torch.float32, cpu, block_h=16).meta
+    assert not launch.plan(4, 20, 3, torch.float32, cpu).meta["FUSED"]  # on chip
+    monkeypatch.setenv("RNNLAB_RESIDENT", "0")
+    assert launch.plan(4, 33, 3, torch.float32, cpu, block_h=16).meta["FUSED"] == 1  # streamed: forward
+    monkeypatch.setenv("RNNLAB_FUSED_GATES", "yes")
+    with pytest.raises(ValueError, match="RNNLAB_FUSED_GATES must be 0 or 1"):
+        launch.plan(4, 33, 3, torch.float32, cpu)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
