@@ -318,13 +318,16 @@ def _make_plan(gates, hidden, batch, dtype, block_h, allow_on_chip, settings: _S
 
 def _fused(on: bool, resident: bool, block_b: int, block_n: int, block_k: int, dtype: torch.dtype) -> int:
     """FUSED of a split LSTM/GRU plan (``fused_gates``): 0 off, 1 the forward's product fused (resident
-    and streamed), 2 the resident backward's too (the streamed backward keeps its per-gate products,
-    each W tile loaded just before its product). The backward's batched product pays only at 16 columns,
-    where each per-gate product is too narrow to share among the warps; compiled for sm_90 at H = 128
-    fp32 it issues more instructions than the per-gate products at 32 columns and spills at 64
-    (experiments/kernels/README.md). It also stages all four gates' gradient tiles and W slices in shared
-    memory at once, 4 * BLOCK_K * (BLOCK_B + BLOCK_N) elements (exactly its shared memory on sm_90), so
-    it is taken only within FUSED_BACKWARD_BYTES: a resident plan has no fallback to catch a refusal."""
+    and streamed), 2 the resident backward's too. Compiled for sm_90 (experiments/kernels/README.md):
+
+    - the resident backward's batched product pays only at 16 columns, where each per-gate product is too
+      narrow to share among the warps; at H = 128 fp32 it issues more instructions than the per-gate
+      products at 32 columns and spills at 64. It stages all four gates' gradient tiles and W slices in
+      shared memory at once, 4 * BLOCK_K * (BLOCK_B + BLOCK_N) elements (exactly its shared memory), so
+      it is taken only within FUSED_BACKWARD_BYTES: a resident plan has no fallback to catch a refusal;
+    - the streamed backward keeps its per-gate products: batched per K tile it issued as many
+      instructions or more (LSTM fp32 B=8 H=2048: 579 against 568 a tile; B=256, where the batched
+      product loses wgmma: 1571 against 984)."""
     if not on:
         return 0
     if not resident:
