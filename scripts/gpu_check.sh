@@ -105,7 +105,7 @@ grep -e "peak" "$out/memory-peak.log"
 # (--profile). A group is "rows|settings" (space-separated each); TUNE_GROUPS (groups separated by ";")
 # replaces the default groups. Knobs (kernels/launch.py): RNNLAB_ON_CHIP_BYTES, RNNLAB_ON_CHIP_STAGES,
 # RNNLAB_PREFETCH, RNNLAB_RESIDENT, RNNLAB_RESIDENT_ELEMENTS, RNNLAB_RESIDENT_STATE, RNNLAB_MAX_BLOCK_B,
-# RNNLAB_EXCHANGE, RNNLAB_TILE=BLOCK_N,BLOCK_K,warps,stages, and kernels/projection.py's
+# RNNLAB_EXCHANGE, RNNLAB_FUSED_GATES, RNNLAB_TILE=BLOCK_N,BLOCK_K,warps,stages, and kernels/projection.py's
 # RNNLAB_PROJECTION_TF32; several knobs in one setting joined by commas;
 # a row cell,B,T,I,H,dtype[,bi]. The default groups, most wanted first (a group cut short by the limit
 # loses only itself; every setting was compiled for sm_90 first: experiments/kernels/
@@ -114,6 +114,11 @@ grep -e "peak" "$out/memory-peak.log"
 # - fp32 H=128 LSTM/GRU with the tagged exchange (RNNLAB_EXCHANGE=tagged: the resident programs wait on
 #   tagged words of h, and backward of the gate gradients, instead of the grid barrier), with 16- and with
 #   64-column slices;
+# - the gates' products fused (RNNLAB_FUSED_GATES=1: one product for all of a step's gates, so Triton
+#   deals its columns across the warps; at 16 columns each per-gate product is issued whole by every
+#   warp): fp32 H=128 LSTM/GRU (resident: forward and backward fused), then in a group of its own the
+#   streamed rows with 16-row tiles (forward fused) and LSTM H=768 fp16/bf16 with W_hh resident, whose
+#   forward stops spilling when fused (experiments/kernels/sm90-triton3.6-fused-gates.txt);
 # - fp32 LSTM B=256 H=1024 and B=8 H=2048 with the GEMMs outside the kernels in full fp32
 #   (RNNLAB_PROJECTION_TF32=0, as before kernels/projection.py: since then they follow cuDNN's TF32 switch,
 #   as cuDNN's own do; no kernel to compile, so this group is quick), and then in a group of its own (new
@@ -135,6 +140,9 @@ grep -e "peak" "$out/memory-peak.log"
 [ "${TUNE:-1}" = 1 ] || exit 0
 default_groups="lstm,16,1024,128,128,fp32 gru,16,1024,128,128,fp32|RNNLAB_EXCHANGE=tagged \
 RNNLAB_EXCHANGE=tagged,RNNLAB_TILE=64,32,4,3,RNNLAB_RESIDENT_ELEMENTS=32768;\
+lstm,16,1024,128,128,fp32 gru,16,1024,128,128,fp32|RNNLAB_FUSED_GATES=1 RNNLAB_FUSED_GATES=1,RNNLAB_TILE=32,32,4,3;\
+lstm,8,256,2048,2048,fp32 gru,64,256,512,512,fp32 lstm,16,512,768,768,fp16|RNNLAB_FUSED_GATES=1 \
+RNNLAB_FUSED_GATES=1,RNNLAB_RESIDENT_ELEMENTS=65536,RNNLAB_RESIDENT_STATE=16384;\
 lstm,256,128,1024,1024,fp32 lstm,8,256,2048,2048,fp32|RNNLAB_PROJECTION_TF32=0;\
 lstm,256,128,1024,1024,fp32 lstm,8,256,2048,2048,fp32|RNNLAB_TILE=0,64,8,2 RNNLAB_TILE=64,32,16,2;\
 lstm,16,1024,128,128,fp32 gru,16,1024,128,128,fp32|RNNLAB_TILE=32,32,4,3 \
