@@ -178,12 +178,13 @@ def exchange_tagged() -> bool:
 
 
 def fused_gates() -> bool:
-    """RNNLAB_FUSED_GATES=1: LSTM's and GRU's resident split path computes all gates' products as one (the
-    forward: h @ the gates' W^T slices side by side, ``device.load_wt_gates``; the backward: one batched
-    product over the gates, ``device.gate_product``) instead of one product per gate. A 16-column tile's
-    per-gate products are too narrow for Triton to deal across warps, so every warp issues all of them;
-    compiled for sm_90, the fused forward of LSTM fp32 at H = 128 issues a quarter of the MMAs per warp
-    (experiments/kernels/README.md). A comparison switch until a GPU run has timed it."""
+    """RNNLAB_FUSED_GATES=1: LSTM's and GRU's split path computes all gates' recurrent products as one
+    instead of one product per gate: the forward (resident and streamed) h @ the gates' W^T slices side
+    by side (``device.load_wt_gates``), the resident backward one batched product over the gates
+    (``device.gate_product``; where: ``_fused``). A 16-column tile's per-gate products are too narrow for
+    Triton to deal across warps, so every warp issues all of them; compiled for sm_90, the fused forward
+    of LSTM fp32 at H = 128 issues a quarter of the MMAs per warp (experiments/kernels/README.md). A
+    comparison switch until a GPU run has timed it."""
     spec = os.environ.get("RNNLAB_FUSED_GATES") or "0"
     if spec not in ("0", "1"):
         raise ValueError(f"RNNLAB_FUSED_GATES must be 0 or 1, got {spec!r}")
