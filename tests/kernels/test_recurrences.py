@@ -249,8 +249,8 @@ def test_fused_forward_with_the_backward_per_gate(monkeypatch, cell):
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_fused_gates_on_the_streamed_path(monkeypatch, cell, dtype, batch, hidden):
     """RNNLAB_FUSED_GATES=1 with W_hh streamed (RNNLAB_RESIDENT=0): each K tile's product covers every
-    gate's columns at once; H = 70 in 16-column tiles gives 5 tiles to 4 programs (one owns two) and
-    B = 17 two batch tiles."""
+    gate's columns at once; H = 70 in 16-column tiles gives 5 tiles to 4 programs under the interpreter
+    (which plans for 4 SMs: one program owns two tiles) and B = 17 two batch tiles."""
     from rnnlab.kernels import common, launch
 
     monkeypatch.setenv("RNNLAB_FUSED_GATES", "1")
