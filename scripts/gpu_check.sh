@@ -108,7 +108,7 @@ grep -e "peak" "$out/memory-peak.log"
 # RNNLAB_EXCHANGE, RNNLAB_FUSED_GATES, RNNLAB_TILE=BLOCK_N,BLOCK_K,warps,stages, and kernels/projection.py's
 # RNNLAB_PROJECTION_TF32; several knobs in one setting joined by commas;
 # a row cell,B,T,I,H,dtype[,bi]. The default groups, most wanted first (a group cut short by the limit
-# loses only itself; every setting was compiled for sm_90 first: experiments/kernels/
+# loses only itself, a setting that fails its first call only itself; every setting was compiled for sm_90 first: experiments/kernels/
 # sm90-triton3.6-next-run.txt has its registers, spills and shared memory, sm90-triton3.6-tagged.txt the
 # tagged exchange's, sm90-triton3.6-gru-on-chip-stages.txt GRU's on chip):
 # - the gates' products fused (RNNLAB_FUSED_GATES=1: one product for all of a step's gates, so Triton deals

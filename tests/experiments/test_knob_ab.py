@@ -54,6 +54,18 @@ def test_a_tiny_comparison_runs_every_setting_against_cudnn(tmp_path, capsys):
     assert "RNNLAB_PREFETCH=0" in capsys.readouterr().out
 
 
+def test_a_setting_that_cannot_run_is_left_out_and_the_others_run(tmp_path, capsys):
+    ab = load("knob_ab")
+    out = tmp_path / "ab.csv"
+    argv = ["--rows", "lstm,2,3,8,16,fp32", "--settings", "RNNLAB_FUSED_GATES=2", "default"]
+    assert ab.main([*argv, "--rounds", "1", "--device", "cpu", "--csv", str(out)]) == 0
+    assert [r["setting"] for r in csv.DictReader(out.open())] == ["cudnn", "default"]
+    assert (
+        "[RNNLAB_FUSED_GATES=2] left out: ValueError: RNNLAB_FUSED_GATES must be 0 or 1"
+        in capsys.readouterr().out
+    )
+
+
 def test_host_profile_prints_times_and_a_profile_per_backend(capsys):
     profile = load("host_profile")
     assert profile.main(["--row", "rnn,2,3,8,16,fp32", "--calls", "1", "--top", "3", "--device", "cpu"]) == 0
