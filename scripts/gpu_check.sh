@@ -80,10 +80,11 @@ if [ "$tagged" != 0 ]; then
 fi
 
 # 3. Every kernel test compiled on CUDA, and the layers on backend="triton", torch.compile included.
-# 610 tests in 2026-11 (run 4: 563 in 72 s, 12 of them compile tests failing fast; passing, those 29 took
-# 27 s alone): 120 s, so that a slow run still reaches pytest's summary.
+# 749 tests on 2026-11-27 (run 4: 563 in 72 s, 12 of them compile tests failing fast; passing, those 29 took
+# 27 s alone; since then about 30 fused-gates tests, each compiling its own kernels): 150 s, so that a slow
+# run still reaches pytest's summary.
 if [ "${TESTS:-1}" = 1 ]; then
-    bounded "${TESTS_S:-120}" python -m pytest tests/kernels tests/layers/test_triton_backend.py \
+    bounded "${TESTS_S:-150}" python -m pytest tests/kernels tests/layers/test_triton_backend.py \
         tests/layers/test_layer_compile.py tests/layers/test_bidirectional_streams.py "${workers[@]}" \
         "${untagged[@]}" -q -rfE \
         -p no:cacheprovider > "$out/gpu-tests.log" 2>&1
