@@ -35,6 +35,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from rnnlab.bench.grid import Row, grid
 from rnnlab.bench.measure import make_case, steps_for
+from rnnlab.bench.report import read_column
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]  # the repository
@@ -144,24 +145,6 @@ def modeled_peak(row: Row, sites: bool = False, backend: str = "triton") -> Live
     return mode
 
 
-def _measured(path: Path) -> dict[tuple, dict[str, float]]:
-    """{(cell, B, T, I, H, dtype): {backend: peak_mb}} from a bench CSV."""
-    table: dict[tuple, dict[str, float]] = {}
-    with path.open() as f:
-        for r in csv.DictReader(f):
-            key = (
-                r["cell"],
-                int(r["batch"]),
-                int(r["steps"]),
-                int(r["input_size"]),
-                int(r["hidden"]),
-                r["dtype"],
-            )
-            if r["peak_mb"]:
-                table.setdefault(key, {})[r["backend"]] = float(r["peak_mb"])
-    return table
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -171,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--measured", type=Path, default=HERE / "h100-run4" / "bench-cuda.csv")
     parser.add_argument("--csv", type=Path, default=None, help="also write the table here")
     args = parser.parse_args(argv)
-    measured = _measured(args.measured) if args.measured.exists() else {}
+    measured = read_column(args.measured, "peak_mb") if args.measured.exists() else {}
     header = [
         "cell",
         "B",

@@ -14,12 +14,12 @@ next GPU run to measure (scripts/gpu_check.sh: the table, and RNNLAB_PROJECTION_
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from rnnlab.kernels.common import GATES
 
 from rnnlab.bench.grid import grid
+from rnnlab.bench.report import read_column
 
 FP32, TF32 = 67e12, 495e12  # FLOP/s, H100 SXM, dense
 RUN4 = Path(__file__).resolve().parent / "h100-run4" / "bench-cuda.csv"
@@ -32,19 +32,8 @@ def outer_flops(cell: str, batch: int, steps: int, inputs: int, hidden: int) -> 
     return projection, 2 * projection + 2.0 * steps * batch * hidden * gates
 
 
-def measured() -> dict[tuple, dict[str, float]]:
-    """Run 4's forward+backward medians (ms), by (cell, B, T, I, H) and backend, fp32 rows."""
-    times: dict[tuple, dict[str, float]] = {}
-    with RUN4.open() as f:
-        for rec in csv.DictReader(f):
-            if rec["dtype"] == "fp32" and rec["fwd_bwd_ms"]:
-                key = (rec["cell"], *(int(rec[k]) for k in ("batch", "steps", "input_size", "hidden")))
-                times.setdefault(key, {})[rec["backend"]] = float(rec["fwd_bwd_ms"])
-    return times
-
-
 def main() -> None:
-    run4 = measured()
+    run4 = read_column(RUN4, "fwd_bwd_ms")  # fp32 rows looked up below
     print(
         "| cell | B | T | I | H | outer GEMMs fwd / bwd GFLOP | fp32 at peak fwd+bwd ms"
         " | TF32 at peak fwd+bwd ms | run 4 triton / cuDNN fwd+bwd ms | run 4 ratio"
@@ -54,7 +43,7 @@ def main() -> None:
     for row in grid("cuda", quick=False, cells=["lstm", "gru", "rnn"], dtypes=["fp32"]):
         fwd, bwd = outer_flops(row.cell, row.batch, row.steps, row.input_size, row.hidden)
         full, tf32 = (fwd + bwd) / FP32 * 1e3, (fwd + bwd) / TF32 * 1e3
-        ms = run4.get((row.cell, row.batch, row.steps, row.input_size, row.hidden), {})
+        ms = run4.get((row.cell, row.batch, row.steps, row.input_size, row.hidden, row.dtype), {})
         triton, cudnn = ms.get("triton"), ms.get("cudnn")
         shown = "n/a | n/a | n/a"
         if triton and cudnn:

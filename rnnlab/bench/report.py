@@ -72,6 +72,18 @@ def write_csv(results: list[dict], path: Path) -> None:
             writer.writerow({k: r.get(k) for k in FIELDS})
 
 
+def read_column(path: Path, column: str) -> dict[tuple, dict[str, float]]:
+    """One numeric column of a CSV that ``write_csv`` wrote: {(cell, B, T, I, H, dtype): {backend: value}},
+    rows where the column is empty (a backend that failed, peak memory off CUDA) left out."""
+    table: dict[tuple, dict[str, float]] = {}
+    with path.open() as handle:
+        for r in csv.DictReader(handle):
+            if r[column]:
+                shape = tuple(int(r[k]) for k in ("batch", "steps", "input_size", "hidden"))
+                table.setdefault((r["cell"], *shape, r["dtype"]), {})[r["backend"]] = float(r[column])
+    return table
+
+
 def plot(results: list[dict], path: Path, title: str) -> None:
     """Grouped bars: each row's fwd+bwd time relative to cudnn, one bar per non-cudnn backend."""
     import matplotlib

@@ -110,3 +110,19 @@ def test_shapes_selects_rows_of_the_grid(tmp_path, capsys):
     assert "no row of the grid" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         bench.main([*args, "--shapes", "1,2,3"])
+
+
+def test_a_written_csv_reads_back_one_column_by_row_and_backend(tmp_path):
+    from rnnlab.bench.report import read_column, write_csv
+
+    shape = dict(cell="lstm", batch=16, steps=1024, input_size=128, hidden=128, dtype="bf16")
+    results = [
+        dict(shape, backend="cudnn", fwd_bwd_ms=42.5, peak_mb=61.0),
+        dict(shape, backend="triton", fwd_bwd_ms=5.5, peak_mb=88.0),
+        dict(shape, backend="reference", fwd_bwd_ms=None, peak_mb=None, error="failed"),  # empty cells
+    ]
+    path = tmp_path / "bench.csv"
+    write_csv(results, path)
+    key = ("lstm", 16, 1024, 128, 128, "bf16")
+    assert read_column(path, "fwd_bwd_ms") == {key: {"cudnn": 42.5, "triton": 5.5}}
+    assert read_column(path, "peak_mb") == {key: {"cudnn": 61.0, "triton": 88.0}}
