@@ -13,6 +13,7 @@ import contextlib
 import functools
 import inspect
 import os
+import re
 
 import torch
 from torch._subclasses.fake_tensor import is_fake
@@ -30,14 +31,24 @@ NONLINEARITIES = ("tanh", "relu", "sigmoid")
 POISON = False
 
 
+MIN_TRITON = (3, 3)  # Triton 3.2 (torch 2.6's) cannot compile the kernels: it takes no tuple arguments
+
+
 @functools.cache
-def _triton_importable() -> bool:
+def triton_problem() -> str | None:
+    """Why the kernels cannot be compiled here (None: they can): Triton missing, or older than
+    ``MIN_TRITON``. Compiled for sm_90, Triton 3.3 to 3.9 all build every kernel; Triton 3.2 builds none
+    (experiments/kernels/README.md, "Other GPUs and Triton versions")."""
     try:
-        import triton  # noqa: F401
+        import triton
         import triton.language  # noqa: F401
     except ImportError:
-        return False
-    return True
+        return "the triton package is not installed"
+    version = tuple(int(part) for part in re.findall(r"\d+", triton.__version__)[:2])
+    if version < MIN_TRITON:
+        wanted = ".".join(map(str, MIN_TRITON))
+        return f"triton {triton.__version__} is too old: the kernels need triton >= {wanted} (torch >= 2.7)"
+    return None
 
 
 def interpreted() -> bool:
@@ -46,17 +57,18 @@ def interpreted() -> bool:
 
 
 def available() -> bool:
-    """Triton importable, and a CUDA device present or the interpreter switched on."""
-    return _triton_importable() and (torch.cuda.is_available() or interpreted())
+    """Triton importable and recent enough (``triton_problem``), and a CUDA device present or the
+    interpreter switched on."""
+    return triton_problem() is None and (torch.cuda.is_available() or interpreted())
 
 
 def supports(cell: str, hidden_size: int, dtype: torch.dtype, device: torch.device | str) -> bool:
     """Whether the compiled fused path runs this configuration: what ``backend="auto"`` should ask.
 
     True for cell in {"lstm", "gru", "rnn"}, 1 <= hidden_size <= MAX_HIDDEN, dtype fp32/bf16/fp16, on a CUDA
-    device with Triton installed. A CPU device gives False even under TRITON_INTERPRET=1: the interpreter runs
-    the kernels correctly (that is how the tests check them) but far too slowly to be an automatic choice;
-    ask for the triton backend explicitly to use it.
+    device with a Triton that can compile the kernels (``triton_problem``). A CPU device gives False even
+    under TRITON_INTERPRET=1: the interpreter runs the kernels correctly (that is how the tests check them)
+    but far too slowly to be an automatic choice; ask for the triton backend explicitly to use it.
     """
     device = torch.device(device)
     return (
@@ -64,7 +76,7 @@ def supports(cell: str, hidden_size: int, dtype: torch.dtype, device: torch.devi
         and 1 <= hidden_size <= MAX_HIDDEN
         and dtype in DTYPES
         and device.type == "cuda"
-        and _triton_importable()
+        and triton_problem() is None
         and torch.cuda.is_available()
     )
 

@@ -149,7 +149,17 @@ def dot(a, b, acc, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
     patterns as integers. The operands are already bf16 values, so multiplying them in fp32 gives exactly
     the products a bf16 MMA with fp32 accumulation forms."""
     if UPCAST:
-        out = tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
+        out = _dot(a.to(tl.float32), b.to(tl.float32), acc, "ieee")
+    else:
+        out = _dot(a, b, acc, PRECISION)
+    return out
+
+
+@triton.jit
+def _dot(a, b, acc, PRECISION: tl.constexpr):
+    # No accumulator: left out, not passed on as None, which Triton 3.3 (torch 2.7's) fails to compile
+    if acc is None:
+        out = tl.dot(a, b, input_precision=PRECISION)
     else:
         out = tl.dot(a, b, acc, input_precision=PRECISION)
     return out

@@ -65,9 +65,12 @@ class Plan:
     batch tile then meet at a grid barrier (``sync``: one launch for all T steps, possible on a GPU because
     the grid is sized to fit the SMs at once), or, under the interpreter (which runs programs one after
     another) or with RNNLAB_GRID_SYNC=0, each step is its own launch (the launch boundary is the barrier).
-    ``fallback``: the split plan ``run`` launches instead when the on-chip kernel needs more shared memory
-    than the device has (Triton refuses it with OutOfResources before it starts; an H100 has 227 KB a
-    program, an A100 163 KB, most consumer cards 99 KB).
+    ``fallback``: the plan ``run`` launches instead when this one's kernel needs more shared memory than
+    the device has (Triton refuses it with OutOfResources before it starts; an H100 has 227 KB a program,
+    an A100 163 KB, most consumer cards 99 KB): on chip -> split; split resident -> streamed; streamed
+    with 32- or 64-row batch tiles -> 16-row tiles (resident where that fits); 16-row streamed: none.
+    Compiled for sm_86, sm_89 and sm_120 (99 KB), LSTM's bf16/fp16 backward with 64-row tiles needs 144 KB
+    (experiments/kernels/README.md, "Other GPUs and Triton versions").
     """
 
     grid: tuple[int, int]
@@ -310,8 +313,14 @@ def _make_plan(gates, hidden, batch, dtype, block_h, allow_on_chip, settings: _S
     else:
         meta.update({**tiles, "BLOCK_K": block_k})
     fallback = None
-    if on_chip and not block_h:
+    if block_h:  # tiles forced by a test: nowhere else to go
+        pass
+    elif on_chip:
         fallback = _make_plan(gates, hidden, batch, dtype, block_h, False, settings)
+    elif resident:
+        fallback = _make_plan(gates, hidden, batch, dtype, block_h, False, settings._replace(resident=False))
+    elif block_b > BLOCK_B:
+        fallback = _make_plan(gates, hidden, batch, dtype, block_h, False, settings._replace(widest=BLOCK_B))
     sync = n_progs > 1 and settings.grid_sync
     tagged = resident and settings.tagged
     return Plan((b_tiles, n_progs), MappingProxyType(meta), sync=sync, fallback=fallback, tagged=tagged)
@@ -376,14 +385,15 @@ def run(
     programs pass what they exchange every step (h forward, N = H; the gate gradients backward, N = G*H:
     ``device.tagged_store``), and there is no barrier; otherwise ``xch`` is None and TAGGED False.
     ``phased`` (the backward kernels): a step has two phases with a barrier between them, so a step-by-step
-    launch runs PHASE1 and PHASE2 as two launches. An on-chip kernel the device has no room for runs as
-    ``plan.fallback`` (remembered, so later calls go there directly)."""
+    launch runs PHASE1 and PHASE2 as two launches. A one-launch kernel the device has no room for runs as
+    ``plan.fallback`` (remembered, so later calls go there directly). Step-by-step launches (the
+    interpreter, RNNLAB_GRID_SYNC=0) do not fall back: a refusal there could come after a first phase ran."""
     grid, meta, device = plan.grid, plan.meta, args[0].device
+    refused = None if plan.fallback is None else (kernel, device, tuple(sorted(meta.items())))
+    if plan.one_launch and refused in _NO_ROOM:
+        return run(kernel, plan.fallback, steps, args, exchange=exchange, phased=phased, **constexprs)
     xch = torch.zeros((2, *exchange), dtype=torch.int64, device=device) if plan.tagged else None
     if plan.one_launch:
-        refused = None if plan.fallback is None else (kernel, device, tuple(sorted(meta.items())))
-        if refused in _NO_ROOM:
-            return run(kernel, plan.fallback, steps, args, exchange=exchange, phased=phased, **constexprs)
         sync = plan.sync and not plan.tagged  # the tagged words replace the barrier
         counter = torch.zeros(grid[0], dtype=torch.int32, device=device) if sync else None
         phases = dict(PHASE1=True, PHASE2=True) if phased else {}

@@ -69,9 +69,10 @@ def resolve(
             return "triton"
         return "reference"
     if backend == "triton" and not triton_available():
+        problem = kernels.common.triton_problem()
+        needs = problem or "it needs a CUDA device (or TRITON_INTERPRET=1 for Triton's CPU interpreter)"
         raise ValueError(
-            "backend 'triton' cannot run here: it needs the triton package and a CUDA device "
-            "(or TRITON_INTERPRET=1 for Triton's CPU interpreter). Backends that can: 'reference', 'cudnn'."
+            f"backend 'triton' cannot run here: {needs}. Backends that can: 'reference', 'cudnn'."
         )
     if backend == "triton" and device.type not in ("cuda", "cpu"):
         raise ValueError(

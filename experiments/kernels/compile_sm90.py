@@ -28,6 +28,12 @@ the paths of kernels/launch.py (on chip at BH = 64, and for bf16 also at the lar
 resident; split streamed with 16- and 64-row tiles) x fp32 (TF32) and bf16, with lengths and a grid barrier.
 Uses the installed Triton (its bundled ptxas and cuobjdump); run it with another Triton first on
 PYTHONPATH to check that version.
+
+    python experiments/kernels/compile_sm90.py --aligned --arch 89
+
+compiles them for another GPU (compute capability 75, 80, 86, 89, 90, 100 or 120) and marks each variant
+whose shared memory is over what a program of that card may take, with what the launcher does when the
+card refuses it (``over_the_card``).
 """
 
 from __future__ import annotations
@@ -56,7 +62,10 @@ from rnnlab.bench.grid import DTYPES as ROW_DTYPES  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from knob_ab import knobs_set, parse_row, parse_setting  # noqa: E402
 
-TARGET = GPUTarget("cuda", 90, 32)
+TARGET = GPUTarget("cuda", 90, 32)  # --arch replaces it
+# Shared memory one program may take (bytes, the opt-in maximum per block) by compute capability: T4,
+# A100, RTX 30xx / A10 / A40, L4 / L40 / RTX 40xx, H100 / H200, B200, RTX 50xx.
+SHARED_LIMIT = {75: 65536, 80: 166912, 86: 101376, 89: 101376, 90: 232448, 100: 232448, 120: 101376}
 FP32_BUFFERS = {"h_buf", "c_buf", "dh_buf", "dc_buf"}  # the fp32 state scratch
 INT32_POINTERS = {"lengths", "counter"}
 INT64_POINTERS = {"xch"}  # the tagged exchange's words (RNNLAB_EXCHANGE=tagged)
@@ -155,6 +164,8 @@ def compile_variant(fn, dtype: str, settings: dict, aligned: bool = False, loops
         for i, name in enumerate(fn.arg_names)
         if aligned and (sig[name].startswith("*") or name in ("B", "H"))
     }
+    if common.triton_problem():  # Triton 3.2 takes hints as an AttrsDescriptor: there, compile without
+        hints = None
     kernel = triton.compile(ASTSource(fn, sig, constants, hints), target=TARGET, options=options)
     tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
@@ -207,8 +218,9 @@ def tile_widths(loops: bool) -> None:
                     print(f"{label:40s} {compile_variant(fn, dtype, settings, True, loops)}", flush=True)
 
 
-def planned(rows: list, settings: list[dict], loops: bool) -> None:
-    """The kernels launch.plan gives each row under each knob setting, on an H100 (132 SMs), compiled."""
+def planned(rows: list, settings: list[dict], loops: bool, limit: int) -> None:
+    """The kernels launch.plan gives each row under each knob setting, on an H100 (132 SMs), compiled;
+    ``limit``: the target's shared memory a program (``over_the_card``)."""
     for row in rows:
         fwd, bwd, cell_constants = CELLS[row.cell]
         dtype = ROW_DTYPES[row.dtype]
@@ -226,7 +238,9 @@ def planned(rows: list, settings: list[dict], loops: bool) -> None:
             # as launch.run starts them: with tagged words, no barrier
             shared.update(dict(TAGGED=True, SYNC=False) if plan.tagged else UNTAGGED)
             for kind, (fn, variant) in kernel_variants(fwd, bwd, shared, without_d_out=False).items():
-                print(f"  {kind:4s} {compile_variant(fn, row.dtype, variant, True, loops)}", flush=True)
+                result = compile_variant(fn, row.dtype, variant, True, loops)
+                result += over_the_card(result, limit, fallback=plan.fallback is not None)
+                print(f"  {kind:4s} {result}", flush=True)
 
 
 @contextlib.contextmanager
@@ -239,6 +253,15 @@ def _h100_sms():
         launch.num_sms = saved
 
 
+def over_the_card(result: str, limit: int, fallback: bool) -> str:
+    """'' where the variant's shared memory fits a program of the target, else what the launcher does when
+    the card refuses it (kernels/launch.py: Plan.fallback; every path but 16-row streamed tiles has one)."""
+    found = re.search(r"SMEM:(\d+)", result)
+    if not found or int(found.group(1)) <= limit:
+        return ""
+    return f"  OVER {limit}: " + ("falls back" if fallback else "no fallback")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--aligned", action="store_true", help="B, H and pointers divisible by 16")
@@ -247,18 +270,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tile-widths", action="store_true", help="only the 16-row split tiles' widths")
     parser.add_argument("--rows", nargs="+", default=[], metavar="cell,B,T,I,H,dtype", help="planned rows")
     parser.add_argument("--settings", nargs="+", default=["default"], metavar="RNNLAB_X=V[,...]")
+    parser.add_argument(
+        "--arch", type=int, choices=sorted(SHARED_LIMIT), default=90, help="compute capability to compile for"
+    )
     args = parser.parse_args(argv)
+    global TARGET
+    TARGET = GPUTarget("cuda", args.arch, 32)
     aligned, prefetch, loops = args.aligned, not args.no_prefetch, args.loops
     if args.rows:
-        print(f"# triton {triton.__version__}, target sm_90, aligned, as kernels/launch.py plans on 132 SMs")
-        planned([parse_row(r) for r in args.rows], [parse_setting(s) for s in args.settings], loops)
+        target = f"target sm_{args.arch}, aligned"
+        print(f"# triton {triton.__version__}, {target}, as kernels/launch.py plans on 132 SMs")
+        rows, settings = [parse_row(r) for r in args.rows], [parse_setting(s) for s in args.settings]
+        planned(rows, settings, loops, SHARED_LIMIT[args.arch])
         return 0
     if args.tile_widths:
-        print(f"# triton {triton.__version__}, target sm_90, aligned, 16-row split tiles by width")
+        print(f"# triton {triton.__version__}, target sm_{args.arch}, aligned, 16-row split tiles by width")
         tile_widths(loops)
         return 0
     notes = (", aligned" if aligned else "") + ("" if prefetch else ", no prefetch")
-    print(f"# triton {triton.__version__}, target sm_90{notes}")
+    limit = SHARED_LIMIT[args.arch]
+    print(f"# triton {triton.__version__}, target sm_{args.arch}{notes}")
     for cell, (fwd, bwd, cell_constants) in CELLS.items():
         for dname, (dtype, precision) in DTYPES.items():
             for path, meta in paths(cell, dname).items():
@@ -279,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
                         result = compile_variant(fn, dtype, settings, aligned, loops)
                     except Exception as err:  # noqa: BLE001 - a variant this code cannot build is reported
                         result = f"does not compile: {type(err).__name__}"
+                    result += over_the_card(result, limit, fallback=path != "streamed16")
                     print(f"{label:32s} {result}", flush=True)
     return 0
 

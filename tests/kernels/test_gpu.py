@@ -78,6 +78,23 @@ def test_on_chip_kernel_too_large_for_shared_memory_falls_back(monkeypatch, cell
     assert launch._NO_ROOM  # the on-chip kernel was tried and refused
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_resident_slice_too_large_for_shared_memory_falls_back(monkeypatch, cell):
+    """Resident bounds beyond the card: at H = 768 (BH 1024) each fp32 program would hold a 16-column
+    slice of every gate, 256 KB (GRU) or 320 KB (LSTM) of shared memory compiled for sm_90 with TF32
+    products, more than an H100's 227 KB, so Triton refuses the resident launches; the streamed split
+    path behind them (launch.Plan.fallback) must give the right answer, forward and backward."""
+    from rnnlab.kernels import common, launch
+
+    monkeypatch.setenv("RNNLAB_RESIDENT_ELEMENTS", "65536")
+    monkeypatch.setenv("RNNLAB_RESIDENT_STATE", "16384")
+    monkeypatch.setattr(launch, "_NO_ROOM", set())
+    plan = launch.plan(common.GATES[cell], 768, 16, torch.float32, torch.device("cuda"))
+    assert plan.meta["RESIDENT"] and not plan.fallback.meta["RESIDENT"]
+    check(Case(cell, 16, 20, 768, torch.float32, lengths=True), device="cuda")
+    assert launch._NO_ROOM  # the resident kernel was tried and refused
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_fp32_follows_the_cudnn_tf32_switch(monkeypatch, cell):
     """allow_tf32 on (torch's default): plain TF32 products, as cuDNN's fp32 RNNs use, about 1e-3 relative;

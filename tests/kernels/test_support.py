@@ -64,9 +64,32 @@ def test_package_imports_without_triton(monkeypatch):
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "triton", None)  # import triton -> ImportError
     fresh = importlib.import_module("rnnlab.kernels")
-    fresh.common._triton_importable.cache_clear()
+    fresh.common.triton_problem.cache_clear()
     assert not fresh.available()
     assert not fresh.supports("lstm", 32, torch.float32, CUDA)
+
+
+@pytest.mark.parametrize("version, usable", [("3.2.0", False), ("3.3.1", True), ("3.10.0+git1a2b", True)])
+def test_triton_older_than_3_3_is_never_used(monkeypatch, version, usable):
+    """Triton 3.2 (torch 2.6's) compiles none of the kernels, so it must not be picked: available() and
+    supports() say no, and triton_problem() says why, naming the version found and the one needed."""
+    from rnnlab.kernels import common
+
+    fake = type(sys)("triton")
+    fake.__version__ = version
+    monkeypatch.setitem(sys.modules, "triton", fake)
+    monkeypatch.setitem(sys.modules, "triton.language", type(sys)("triton.language"))
+    fake.language = sys.modules["triton.language"]
+    common.triton_problem.cache_clear()
+    try:
+        problem = common.triton_problem()
+        assert (problem is None) == usable
+        if not usable:
+            assert f"triton {version} is too old" in problem and "triton >= 3.3" in problem
+            assert not kernels.available()
+            assert not kernels.supports("lstm", 32, torch.float32, CUDA)
+    finally:
+        common.triton_problem.cache_clear()  # the real Triton's answer next time
 
 
 @pytest.fixture
@@ -99,10 +122,10 @@ def test_launch_plan_fits_the_sms_and_covers_every_column(monkeypatch, launch, g
     assert 1 <= n_progs <= n_tiles  # every program owns at least one column tile, every tile an owner
     if meta["ON_CHIP"]:  # W_hh (G x BH x BH bf16) within the shared-memory budget, a split plan behind it
         assert n_progs == 1 and meta["BLOCK_N"] >= hidden and gates * meta["BLOCK_N"] ** 2 * 2 <= 131072
-        assert not plan.fallback.meta["ON_CHIP"] and plan.fallback.fallback is None
-        assert plan.fallback.grid[0] * plan.fallback.meta["BLOCK_B"] >= batch
-    else:
-        assert plan.fallback is None
+    for smaller in fallbacks(plan):  # what runs where a card refuses the plan before: still a whole plan
+        b_tiles, n_progs = smaller.grid
+        assert b_tiles * smaller.meta["BLOCK_B"] >= batch and (n_progs == 1 or b_tiles * n_progs <= 132)
+        assert 1 <= n_progs <= -(-hidden // smaller.meta["BLOCK_N"]) and smaller.sync == (n_progs > 1)
     if meta["RESIDENT"]:  # one tile per program, the whole (padded) reduction in one resident slice
         assert n_progs == n_tiles and meta["BLOCK_K"] >= hidden
         assert gates * meta["BLOCK_K"] * meta["BLOCK_N"] <= launch.RESIDENT_ELEMENTS
@@ -189,6 +212,74 @@ def test_resident_state_bound_can_be_set_for_comparisons(monkeypatch, launch):
     monkeypatch.setenv("RNNLAB_RESIDENT_STATE", "lots")
     with pytest.raises(ValueError, match="RNNLAB_RESIDENT_STATE"):
         launch.plan(4, 768, 16, torch.float16, CUDA)
+
+
+def fallbacks(plan) -> list:
+    """The plans ``launch.run`` falls back to, in order, where a card refuses the one before, checked
+    step by step: on chip -> split; resident -> streamed, same batch tiles; streamed with 32 or 64 rows
+    -> 16 rows (resident where one slice per program then fits); 16-row streamed: the end."""
+    chain = []
+    while plan.fallback is not None:
+        before, plan = plan.meta, plan.fallback
+        if before["ON_CHIP"]:
+            assert not plan.meta["ON_CHIP"]
+        elif before["RESIDENT"]:
+            assert not plan.meta["RESIDENT"] and plan.meta["BLOCK_B"] == before["BLOCK_B"]
+        else:
+            assert before["BLOCK_B"] > 16 and plan.meta["BLOCK_B"] == 16  # (16-row plans may be resident)
+        chain.append(plan)
+    last = chain[-1].meta if chain else None
+    assert last is None or not (last["ON_CHIP"] or last["RESIDENT"] or last["BLOCK_B"] > 16)
+    return chain
+
+
+class _Refusing:
+    """A stand-in for a compiled kernel on a card with less shared memory than some plans need: Triton
+    refuses such a launch with OutOfResources before it starts. ``refuse(meta)`` says which; records the
+    launches it accepts as (grid, SYNC, STEPS) and counts the refusals."""
+
+    def __init__(self, refuse):
+        self.refuse, self.launched, self.refused = refuse, [], 0
+
+    def __getitem__(self, grid):
+        def launch_kernel(*args, **meta):
+            from triton.runtime.errors import OutOfResources
+
+            if self.refuse(meta):
+                self.refused += 1
+                raise OutOfResources(144 * 1024, 99 * 1024, "shared memory")
+            self.launched.append((grid, meta["SYNC"], args[-1]))
+
+        return launch_kernel
+
+
+@pytest.mark.parametrize(
+    "gates, hidden, batch, dtype, refuse, lands",
+    [
+        # LSTM bf16 backward with 64-row tiles: 144 KB compiled for sm_89 / sm_120 (99 KB cards)
+        (4, 512, 64, torch.bfloat16, lambda m: m["BLOCK_B"] > 16, dict(BLOCK_B=16, RESIDENT=False)),
+        # a resident slice refused: the same rows, streamed
+        (4, 128, 16, torch.float32, lambda m: m["RESIDENT"], dict(BLOCK_B=16, RESIDENT=False)),
+        # on chip, then resident, refused: down the chain to the streamed split path
+        (4, 128, 16, torch.bfloat16, lambda m: m["ON_CHIP"] or m["RESIDENT"], dict(RESIDENT=False)),
+    ],
+)
+def test_a_refused_split_plan_falls_back(monkeypatch, launch, gates, hidden, batch, dtype, refuse, lands):
+    from rnnlab.kernels import common
+
+    monkeypatch.setattr(common, "interpreted", lambda: False)
+    monkeypatch.delenv("RNNLAB_GRID_SYNC", raising=False)
+    monkeypatch.setattr(launch, "_NO_ROOM", set())
+    plan = launch.plan(gates, hidden, batch, dtype, CUDA)
+    assert refuse(plan.meta)
+    landed = next(p for p in fallbacks(plan) if not refuse(p.meta))
+    assert all(landed.meta[k] == v for k, v in lands.items())
+    kernel = _Refusing(refuse)
+    args = (torch.zeros(1),)
+    for _ in range(2):  # the second call goes straight to the plan that was accepted
+        launch.run(kernel, plan, 5, args, exchange=(batch, gates * hidden), phased=True)
+    assert kernel.refused == fallbacks(plan).index(landed) + 1
+    assert kernel.launched == [(landed.grid, landed.sync, 5)] * 2
 
 
 class _SmallDevice:
@@ -314,8 +405,8 @@ def test_split_plans_leave_room_for_the_other_direction(monkeypatch, launch, gat
     monkeypatch.setenv("RNNLAB_BIDIR_STREAMS", "1")
     shared = launch.plan(gates, hidden, batch, torch.bfloat16, CUDA)
     assert launch.plan(gates, hidden, batch, torch.bfloat16, torch.device("cpu")) == on_cpu
-    for plan in (shared, shared.fallback):
-        if plan is not None and plan.sync:
+    for plan in (shared, *fallbacks(shared)):
+        if plan.sync:
             assert plan.grid[0] * plan.grid[1] <= 132 // 2
     assert shared.meta["ON_CHIP"] == alone.meta["ON_CHIP"]
     if alone.meta["ON_CHIP"]:

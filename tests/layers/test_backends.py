@@ -39,6 +39,16 @@ def test_triton_without_triton_says_which_backends_can_run(monkeypatch):
         layer(torch.randn(2, 1, 3))
 
 
+def test_triton_too_old_says_so(monkeypatch):
+    from rnnlab.kernels import common
+
+    monkeypatch.setitem(backends._cache, "available", False)
+    monkeypatch.setattr(common, "triton_problem", lambda: "triton 3.2.0 is too old: the kernels need 3.3")
+    layer = rnnlab.GRU(3, 4, backend="triton")
+    with pytest.raises(ValueError, match=r"cannot run here: triton 3.2.0 is too old.*'reference', 'cudnn'"):
+        layer(torch.randn(2, 1, 3))
+
+
 def test_sigmoid_on_cudnn_names_the_backends_that_can():
     layer = rnnlab.RNN(3, 4, nonlinearity="sigmoid", backend="cudnn")
     with pytest.raises(ValueError, match=r"no sigmoid RNN.*'reference', 'triton'"):
