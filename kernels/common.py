@@ -68,7 +68,9 @@ def supports(cell: str, hidden_size: int, dtype: torch.dtype, device: torch.devi
     True for cell in {"lstm", "gru", "rnn"}, 1 <= hidden_size <= MAX_HIDDEN, dtype fp32/bf16/fp16, on a CUDA
     device with a Triton that can compile the kernels (``triton_problem``). A CPU device gives False even
     under TRITON_INTERPRET=1: the interpreter runs the kernels correctly (that is how the tests check them)
-    but far too slowly to be an automatic choice; ask for the triton backend explicitly to use it.
+    but far too slowly to be an automatic choice; ask for the triton backend explicitly to use it. So does
+    an AMD GPU (a ROCm build of torch): the kernels compile for MI300 but have never run on one
+    (experiments/kernels/README.md, "Other GPUs and Triton versions"); backend="triton" still runs them.
     """
     device = torch.device(device)
     return (
@@ -76,6 +78,7 @@ def supports(cell: str, hidden_size: int, dtype: torch.dtype, device: torch.devi
         and 1 <= hidden_size <= MAX_HIDDEN
         and dtype in DTYPES
         and device.type == "cuda"
+        and torch.version.hip is None
         and triton_problem() is None
         and torch.cuda.is_available()
     )

@@ -68,9 +68,11 @@ class Plan:
     ``fallback``: the plan ``run`` launches instead when this one's kernel needs more shared memory than
     the device has (Triton refuses it with OutOfResources before it starts; an H100 has 227 KB a program,
     an A100 163 KB, most consumer cards 99 KB): on chip -> split; split resident -> streamed; streamed
-    with 32- or 64-row batch tiles -> 16-row tiles (resident where that fits); 16-row streamed: none.
-    Compiled for sm_86, sm_89 and sm_120 (99 KB), LSTM's bf16/fp16 backward with 64-row tiles needs 144 KB
-    (experiments/kernels/README.md, "Other GPUs and Triton versions").
+    with 32- or 64-row batch tiles -> 16-row tiles (resident where that fits); 16-row streamed -> 2
+    pipeline stages, then 1; one stage: none. Compiled for sm_86, sm_89 and sm_120 (99 KB), LSTM's
+    bf16/fp16 backward with 64-row tiles needs 144 KB; for AMD's MI300 (64 KB) its backward with 16-row,
+    32-column tiles and 4 stages needs 72 KB (experiments/kernels/README.md, "Other GPUs and Triton
+    versions").
     """
 
     grid: tuple[int, int]
@@ -233,6 +235,7 @@ def plan(
         widest=max_block_b(gates),
         tagged=exchange_tagged(),
         fused=fused_gates(),
+        stages=0,
     )
     return _make_plan(gates, hidden, batch, dtype, block_h, allow_on_chip, settings)
 
@@ -240,7 +243,8 @@ def plan(
 class _Settings(NamedTuple):
     """The environment of a plan: the SMs it may fill (``sms_for_a_plan``), the interpreter, the fp32 dot
     precision, the RNNLAB_* knobs (on-chip bytes and stages, resident and its two bounds, tile override,
-    prefetch, grid sync, widest batch tile, tagged exchange, fused gates)."""
+    prefetch, grid sync, widest batch tile, tagged exchange, fused gates), and the streamed path's cap on
+    pipeline stages (0: none; a fallback's, ``Plan.fallback``)."""
 
     sms: int
     interpreted: bool
@@ -256,6 +260,7 @@ class _Settings(NamedTuple):
     widest: int
     tagged: bool
     fused: bool
+    stages: int
 
 
 @functools.lru_cache(maxsize=4096)
@@ -275,6 +280,8 @@ def _make_plan(gates, hidden, batch, dtype, block_h, allow_on_chip, settings: _S
         per_tile = max(1, settings.sms // b_tiles)  # programs of one batch tile that fit beside the rest
         # BLOCK_K, warps, stages of the streamed path; RNNLAB_TILE replaces them, not tests' forced tiles
         tiles = {**_streamed_tiles(block_b, dtype), **({} if block_h else dict(settings.tile))}
+        if settings.stages:
+            tiles["num_stages"] = min(tiles["num_stages"], settings.stages)
         if block_h:
             block_n = block_k = block_h
         else:
@@ -321,6 +328,9 @@ def _make_plan(gates, hidden, batch, dtype, block_h, allow_on_chip, settings: _S
         fallback = _make_plan(gates, hidden, batch, dtype, block_h, False, settings._replace(resident=False))
     elif block_b > BLOCK_B:
         fallback = _make_plan(gates, hidden, batch, dtype, block_h, False, settings._replace(widest=BLOCK_B))
+    elif meta["num_stages"] > 1:  # fewer loads in flight: less shared memory
+        fewer = settings._replace(stages=2 if meta["num_stages"] > 2 else 1)
+        fallback = _make_plan(gates, hidden, batch, dtype, block_h, False, fewer)
     sync = n_progs > 1 and settings.grid_sync
     tagged = resident and settings.tagged
     return Plan((b_tiles, n_progs), MappingProxyType(meta), sync=sync, fallback=fallback, tagged=tagged)

@@ -31,9 +31,9 @@ PYTHONPATH to check that version.
 
     python experiments/kernels/compile_sm90.py --aligned --arch 89
 
-compiles them for another GPU (compute capability 75, 80, 86, 89, 90, 100 or 120) and marks each variant
-whose shared memory is over what a program of that card may take, with what the launcher does when the
-card refuses it (``over_the_card``).
+compiles them for another GPU (compute capability 75, 80, 86, 89, 90, 100 or 120, or AMD's MI300, gfx942:
+there a hash of its assembly and the LDS it takes) and marks each variant whose shared memory is over what
+a program of that card may take, with what the launcher does when the card refuses it (``over_the_card``).
 """
 
 from __future__ import annotations
@@ -65,7 +65,17 @@ from knob_ab import knobs_set, parse_row, parse_setting  # noqa: E402
 TARGET = GPUTarget("cuda", 90, 32)  # --arch replaces it
 # Shared memory one program may take (bytes, the opt-in maximum per block) by compute capability: T4,
 # A100, RTX 30xx / A10 / A40, L4 / L40 / RTX 40xx, H100 / H200, B200, RTX 50xx.
-SHARED_LIMIT = {75: 65536, 80: 166912, 86: 101376, 89: 101376, 90: 232448, 100: 232448, 120: 101376}
+# AMD: LDS a workgroup may take on MI300 (gfx942).
+SHARED_LIMIT = {
+    "75": 65536,
+    "80": 166912,
+    "86": 101376,
+    "89": 101376,
+    "90": 232448,
+    "100": 232448,
+    "120": 101376,
+    "gfx942": 65536,
+}
 FP32_BUFFERS = {"h_buf", "c_buf", "dh_buf", "dc_buf"}  # the fp32 state scratch
 INT32_POINTERS = {"lengths", "counter"}
 INT64_POINTERS = {"xch"}  # the tagged exchange's words (RNNLAB_EXCHANGE=tagged)
@@ -167,6 +177,9 @@ def compile_variant(fn, dtype: str, settings: dict, aligned: bool = False, loops
     if common.triton_problem():  # Triton 3.2 takes hints as an AttrsDescriptor: there, compile without
         hints = None
     kernel = triton.compile(ASTSource(fn, sig, constants, hints), target=TARGET, options=options)
+    if TARGET.backend == "hip":  # no SASS: a hash of the AMD GCN assembly, and the LDS it takes
+        digest = hashlib.sha256(kernel.asm["amdgcn"].encode()).hexdigest()[:16]
+        return f"{digest}  SMEM:{kernel.metadata.shared}"
     tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(kernel.asm["cubin"])
@@ -271,25 +284,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", nargs="+", default=[], metavar="cell,B,T,I,H,dtype", help="planned rows")
     parser.add_argument("--settings", nargs="+", default=["default"], metavar="RNNLAB_X=V[,...]")
     parser.add_argument(
-        "--arch", type=int, choices=sorted(SHARED_LIMIT), default=90, help="compute capability to compile for"
+        "--arch", choices=list(SHARED_LIMIT), default="90", help="compute capability (or AMD gfx) to target"
     )
     args = parser.parse_args(argv)
     global TARGET
-    TARGET = GPUTarget("cuda", args.arch, 32)
+    hip = args.arch.startswith("gfx")
+    TARGET = GPUTarget("hip", args.arch, 64) if hip else GPUTarget("cuda", int(args.arch), 32)
+    if hip and args.loops:
+        parser.error("--loops reads NVIDIA SASS: not with an AMD --arch")
+    arch = args.arch if hip else f"sm_{args.arch}"
     aligned, prefetch, loops = args.aligned, not args.no_prefetch, args.loops
     if args.rows:
-        target = f"target sm_{args.arch}, aligned"
+        target = f"target {arch}, aligned"
         print(f"# triton {triton.__version__}, {target}, as kernels/launch.py plans on 132 SMs")
         rows, settings = [parse_row(r) for r in args.rows], [parse_setting(s) for s in args.settings]
         planned(rows, settings, loops, SHARED_LIMIT[args.arch])
         return 0
     if args.tile_widths:
-        print(f"# triton {triton.__version__}, target sm_{args.arch}, aligned, 16-row split tiles by width")
+        print(f"# triton {triton.__version__}, target {arch}, aligned, 16-row split tiles by width")
         tile_widths(loops)
         return 0
     notes = (", aligned" if aligned else "") + ("" if prefetch else ", no prefetch")
     limit = SHARED_LIMIT[args.arch]
-    print(f"# triton {triton.__version__}, target sm_{args.arch}{notes}")
+    print(f"# triton {triton.__version__}, target {arch}{notes}")
     for cell, (fwd, bwd, cell_constants) in CELLS.items():
         for dname, (dtype, precision) in DTYPES.items():
             for path, meta in paths(cell, dname).items():

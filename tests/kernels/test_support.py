@@ -47,6 +47,16 @@ def test_unsupported_configurations(cell, hidden, dtype):
     assert not kernels.supports(cell, hidden, dtype, CUDA)
 
 
+def test_never_auto_selected_on_an_amd_gpu(monkeypatch):
+    """A ROCm build of torch calls its GPUs "cuda" too; the kernels compile for MI300 but never ran there."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(kernels.common, "triton_problem", lambda: None)
+    monkeypatch.setattr(torch.version, "hip", None)
+    assert kernels.supports("lstm", 32, torch.float32, CUDA)  # an NVIDIA build
+    monkeypatch.setattr(torch.version, "hip", "6.4.0")
+    assert not kernels.supports("lstm", 32, torch.float32, CUDA)
+
+
 def test_never_auto_selected_on_cpu():
     """The interpreter runs the kernels on the CPU, but far too slowly to be an automatic choice."""
     assert not kernels.supports("lstm", 32, torch.float32, torch.device("cpu"))
@@ -217,7 +227,8 @@ def test_resident_state_bound_can_be_set_for_comparisons(monkeypatch, launch):
 def fallbacks(plan) -> list:
     """The plans ``launch.run`` falls back to, in order, where a card refuses the one before, checked
     step by step: on chip -> split; resident -> streamed, same batch tiles; streamed with 32 or 64 rows
-    -> 16 rows (resident where one slice per program then fits); 16-row streamed: the end."""
+    -> 16 rows (resident where one slice per program then fits); 16-row streamed -> 2 pipeline stages,
+    then 1; one stage: the end."""
     chain = []
     while plan.fallback is not None:
         before, plan = plan.meta, plan.fallback
@@ -225,11 +236,17 @@ def fallbacks(plan) -> list:
             assert not plan.meta["ON_CHIP"]
         elif before["RESIDENT"]:
             assert not plan.meta["RESIDENT"] and plan.meta["BLOCK_B"] == before["BLOCK_B"]
+        elif before["BLOCK_B"] > 16:
+            assert plan.meta["BLOCK_B"] == 16  # (16-row plans may be resident)
         else:
-            assert before["BLOCK_B"] > 16 and plan.meta["BLOCK_B"] == 16  # (16-row plans may be resident)
+            assert plan.meta["num_stages"] == (2 if before["num_stages"] > 2 else 1)
+            assert {k: v for k, v in plan.meta.items() if k != "num_stages"} == {
+                k: v for k, v in before.items() if k != "num_stages"
+            }
         chain.append(plan)
     last = chain[-1].meta if chain else None
     assert last is None or not (last["ON_CHIP"] or last["RESIDENT"] or last["BLOCK_B"] > 16)
+    assert last is None or last["num_stages"] == 1
     return chain
 
 
@@ -260,6 +277,10 @@ class _Refusing:
         (4, 512, 64, torch.bfloat16, lambda m: m["BLOCK_B"] > 16, dict(BLOCK_B=16, RESIDENT=False)),
         # a resident slice refused: the same rows, streamed
         (4, 128, 16, torch.float32, lambda m: m["RESIDENT"], dict(BLOCK_B=16, RESIDENT=False)),
+        # AMD MI300 (64 KB): LSTM bf16's 16-row backward with 4 stages needs 72 KB, with 2 stages 16 KB
+        (4, 512, 16, torch.bfloat16, lambda m: m["num_stages"] > 2, dict(BLOCK_B=16, num_stages=2)),
+        # from 64-row tiles with 4 stages to 16 rows, then one stage
+        (4, 512, 64, torch.bfloat16, lambda m: m["num_stages"] > 1, dict(BLOCK_B=16, num_stages=1)),
         # on chip, then resident, refused: down the chain to the streamed split path
         (4, 128, 16, torch.bfloat16, lambda m: m["ON_CHIP"] or m["RESIDENT"], dict(RESIDENT=False)),
     ],
