@@ -105,6 +105,32 @@ def kernel_times(fn) -> list[tuple[str, float]]:
     return kernel_device_times(fn) + [("(wall time of an unprofiled call)", wall)]
 
 
+@contextmanager
+def refused_plans():
+    """A list, filled on leaving, of the launch plans the card refused inside the block (kernels/launch.py
+    runs each one's fallback instead, and remembers the refusal, so later calls go straight there): a
+    setting's times are then its fallback's, which the results say (``refused``). Refusals from before
+    the block are set aside while it runs, so that a plan two settings share is reported for each."""
+    from rnnlab.kernels import launch
+
+    before, found = set(launch._NO_ROOM), []
+    launch._NO_ROOM.clear()
+    try:
+        yield found
+    finally:
+        for kernel, _, meta in sorted(launch._NO_ROOM, key=str):
+            found.append(describe_plan(getattr(kernel, "__name__", str(kernel)), dict(meta)))
+        launch._NO_ROOM.update(before)
+
+
+def describe_plan(kernel: str, meta: dict) -> str:
+    """'<kernel> <path> <rows>x<columns>x<depth>[, N stages]' of one launch plan's kernel."""
+    path = "on chip" if meta.get("ON_CHIP") else "resident" if meta.get("RESIDENT") else "streamed"
+    tiles = "x".join(str(meta.get(k)) for k in ("BLOCK_B", "BLOCK_N", "BLOCK_K"))
+    stages = f", {meta['num_stages']} stages" if "num_stages" in meta else ""
+    return f"{kernel} {path} {tiles}{stages}"
+
+
 def measure(row: Row, settings: list[str], rounds: int, device: str, profile_kernels: bool) -> list[dict]:
     layer, x, grad_out = make_case(row, device)
     time_one = timer(device)
@@ -113,9 +139,9 @@ def measure(row: Row, settings: list[str], rounds: int, device: str, profile_ker
     reference = cudnn[0]().float()
     knobs = {"cudnn": {}, **{spec: parse_setting(spec) for spec in settings}}
     samples = {s: {"fwd": [], "fwd_bwd": []} for s in knobs}
-    errors = {}
+    errors, refusals = {}, {}
     for spec in settings:  # a first call of each: compiles its kernels, checks its output
-        with knobs_set(knobs[spec]):
+        with knobs_set(knobs[spec]), refused_plans() as refused:
             try:
                 errors[spec] = relative_error(triton[0]().float(), reference)
                 triton[1]()
@@ -123,6 +149,9 @@ def measure(row: Row, settings: list[str], rounds: int, device: str, profile_ker
                 reason = (str(err).splitlines() or [""])[0][:200]
                 print(f"  {row.label} [{spec}] left out: {type(err).__name__}: {reason}", flush=True)
                 del knobs[spec], samples[spec]
+        if refused and spec in knobs:
+            refusals[spec] = len(refused)
+            print(f"  {row.label} [{spec}] ran a fallback: the card refused {'; '.join(refused)}", flush=True)
     for r in range(rounds):
         order = list(knobs)
         order = order[r % len(order) :] + order[: r % len(order)]
@@ -146,6 +175,7 @@ def measure(row: Row, settings: list[str], rounds: int, device: str, profile_ker
                 "fwd_ratio": fwd / base["fwd"],
                 "fwd_bwd_ratio": both / base["fwd_bwd"],
                 "max_err": errors.get(spec, 0.0),
+                "refused": refusals.get(spec, 0),
             }
         )
         if profile_kernels and device == "cuda":
@@ -182,7 +212,8 @@ def main(argv=None) -> int:
             print(
                 f"{r['row']:40s} {r['setting']:32s} fwd {r['fwd_ms']:8.3f} (spread {r['fwd_spread_ms']:.3f}) "
                 f"x{r['fwd_ratio']:.2f}  fwd+bwd {r['fwd_bwd_ms']:8.3f} (spread "
-                f"{r['fwd_bwd_spread_ms']:.3f}) x{r['fwd_bwd_ratio']:.2f}  err {r['max_err']:.1e}",
+                f"{r['fwd_bwd_spread_ms']:.3f}) x{r['fwd_bwd_ratio']:.2f}  err {r['max_err']:.1e}"
+                + (f"  ({r['refused']} refused: a fallback's times)" if r["refused"] else ""),
                 flush=True,
             )
         results += rows

@@ -66,6 +66,35 @@ def test_a_setting_that_cannot_run_is_left_out_and_the_others_run(tmp_path, caps
     )
 
 
+def test_a_setting_whose_plan_the_card_refuses_says_so(tmp_path, capsys, monkeypatch):
+    """Where the card refuses a setting's plan, launch.run runs its fallback: that setting's times are the
+    fallback's, and the output and the CSV must say so, for that setting only. A stand-in for the card
+    refuses the on-chip plans while RNNLAB_PREFETCH=0 is set."""
+    ab = load("knob_ab")
+    from rnnlab.kernels import launch
+
+    real = launch.run
+
+    def refusing(kernel, plan, steps, args, **kw):
+        if plan.meta["ON_CHIP"] and os.environ.get("RNNLAB_PREFETCH") == "0":
+            launch._NO_ROOM.add((kernel, args[0].device, tuple(sorted(plan.meta.items()))))
+            return real(kernel, plan.fallback, steps, args, **kw)
+        return real(kernel, plan, steps, args, **kw)
+
+    monkeypatch.setattr(launch, "run", refusing)
+    monkeypatch.setattr(launch, "_NO_ROOM", set())
+    out = tmp_path / "ab.csv"
+    argv = ["--rows", "rnn,2,3,8,16,fp32", "--settings", "default", "RNNLAB_PREFETCH=0"]
+    assert ab.main([*argv, "--rounds", "1", "--device", "cpu", "--csv", str(out)]) == 0
+    rows = {r["setting"]: r for r in csv.DictReader(out.open())}
+    assert rows["default"]["refused"] == "0" and rows["RNNLAB_PREFETCH=0"]["refused"] == "2"  # fwd, bwd
+    assert float(rows["RNNLAB_PREFETCH=0"]["max_err"]) < 1e-5
+    text = capsys.readouterr().out
+    refused = "_rnn_bwd_kernel on chip 16x16x16; _rnn_fwd_kernel on chip 16x16x16"
+    assert f"[RNNLAB_PREFETCH=0] ran a fallback: the card refused {refused}\n" in text
+    assert "(2 refused: a fallback's times)" in text
+
+
 def test_host_profile_prints_times_and_a_profile_per_backend(capsys):
     profile = load("host_profile")
     assert profile.main(["--row", "rnn,2,3,8,16,fp32", "--calls", "1", "--top", "3", "--device", "cpu"]) == 0
