@@ -118,8 +118,8 @@ def refused_plans():
     try:
         yield found
     finally:
-        for kernel, _, meta in sorted(launch._NO_ROOM, key=str):
-            found.append(describe_plan(getattr(kernel, "__name__", str(kernel)), dict(meta)))
+        names = (describe_plan(getattr(k, "__name__", str(k)), dict(meta)) for k, _, meta in launch._NO_ROOM)
+        found += sorted(names)
         launch._NO_ROOM.update(before)
 
 
