@@ -14,6 +14,7 @@ layer is set to a backend that may need it (``warm``), not inside a compiled for
 from __future__ import annotations
 
 import importlib
+import warnings
 from types import SimpleNamespace
 
 import torch
@@ -30,6 +31,7 @@ _REFERENCE = SimpleNamespace(
     rnn_recurrence=reference.rnn_recurrence,
 )
 _cache: dict[str, object] = {}  # "available": bool, "triton": SimpleNamespace of the kernel functions
+_warned: set[str] = set()  # the reasons ``_warn_no_kernels`` has given
 
 
 def check_backend_name(backend: str) -> str:
@@ -67,6 +69,8 @@ def resolve(
             and kernels.supports(cell, hidden_size, dtype, device)
         ):
             return "triton"
+        if device.type == "cuda":
+            _warn_no_kernels(device)
         return "reference"
     if backend == "triton" and not triton_available():
         problem = kernels.common.triton_problem()
@@ -84,6 +88,25 @@ def resolve(
             "'reference', 'triton'."
         )
     return backend
+
+
+def _warn_no_kernels(device: torch.device) -> None:
+    """Say once per reason (not inside torch.compile's tracing) that "auto" on a GPU takes the reference
+    path because the fused kernels cannot run here at all: the reference path's time loop is many times
+    slower there than torch.nn's cuDNN. A configuration the kernels do not take (float64, H beyond
+    MAX_HIDDEN) is the caller's choice and is not warned about."""
+    reason = kernels.common.triton_problem()
+    if reason is None and torch.version.hip is not None:
+        reason = "this is a ROCm build of torch, and the kernels have never run on an AMD GPU"
+    if reason is None or reason in _warned or torch.compiler.is_compiling():
+        return
+    _warned.add(reason)
+    warnings.warn(
+        f"backend='auto' runs rnnlab's pure-PyTorch reference recurrence on {device} because {reason}; "
+        "backend='cudnn' (torch.nn's own) is much faster there.",
+        RuntimeWarning,
+        stacklevel=4,
+    )
 
 
 def recurrences(backend: str) -> SimpleNamespace:
