@@ -28,3 +28,28 @@ def test_plans_each_row_under_each_setting_as_on_an_h100(monkeypatch, capsys):
     assert [m["RESIDENT"] for m in compiled] == [False, False, True, True]  # forward and backward each
     assert {m.get("PHASE1") for m in compiled} == {None, True}
     assert "RNNLAB_RESIDENT_STATE" not in os.environ
+
+
+def test_another_card_marks_what_is_over_its_shared_memory(monkeypatch, capsys):
+    """--arch: the target named in the header, and a variant over the card's shared memory for one program
+    marked with what the launcher then does (kernels/launch.py: Plan.fallback)."""
+    from rnnlab.kernels import gru, lstm, rnn  # noqa: F401  (see the test above)
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    script = load("compile_sm90")
+    targets = []
+
+    def stub(fn, dtype, meta, *args):  # the backward of a 64-row tile over 99 KB, the forward within
+        targets.append(script.TARGET)
+        return "h REG:1 STACK:0 SMEM:" + ("147456" if "PHASE1" in meta else "73728")
+
+    monkeypatch.setattr(script, "compile_variant", stub)
+    assert script.main(["--arch", "89", "--rows", "lstm,64,64,512,512,fp16"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "target sm_89" in lines[0] and "tiles 64x16x64" in lines[1]
+    assert lines[2].endswith("SMEM:73728") and lines[3].endswith("SMEM:147456  OVER 101376: falls back")
+    assert {(t.backend, t.arch) for t in targets} == {("cuda", 89)}
+    assert script.over_the_card("h SMEM:73728", 65536, fallback=False) == "  OVER 65536: no fallback"
+    assert script.over_the_card("does not compile: CompilationError", 65536, fallback=False) == ""
+    assert script.main(["--arch", "gfx942", "--rows", "lstm,64,64,512,512,fp16"]) == 0
+    assert (targets[-1].backend, targets[-1].arch) == ("hip", "gfx942")
