@@ -51,6 +51,16 @@ def triton_problem() -> str | None:
     return None
 
 
+def gpu_problem() -> str | None:
+    """Why the kernels are not an automatic choice on this build's GPUs (None: they are): Triton's
+    problem (``triton_problem``), or a ROCm build of torch, whose AMD GPUs the kernels compile for (MI300)
+    but have never run on."""
+    problem = triton_problem()
+    if problem is None and torch.version.hip is not None:
+        problem = "this is a ROCm build of torch, and the kernels have never run on an AMD GPU"
+    return problem
+
+
 def interpreted() -> bool:
     """True when Triton runs kernels with its numpy interpreter (TRITON_INTERPRET=1): correct, slow."""
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
@@ -69,8 +79,8 @@ def supports(cell: str, hidden_size: int, dtype: torch.dtype, device: torch.devi
     device with a Triton that can compile the kernels (``triton_problem``). A CPU device gives False even
     under TRITON_INTERPRET=1: the interpreter runs the kernels correctly (that is how the tests check them)
     but far too slowly to be an automatic choice; ask for the triton backend explicitly to use it. So does
-    an AMD GPU (a ROCm build of torch): the kernels compile for MI300 but have never run on one
-    (experiments/kernels/README.md, "Other GPUs and Triton versions"); backend="triton" still runs them.
+    an AMD GPU (``gpu_problem``; experiments/kernels/README.md, "Other GPUs and Triton versions"), where
+    backend="triton" still runs them.
     """
     device = torch.device(device)
     return (
@@ -78,8 +88,7 @@ def supports(cell: str, hidden_size: int, dtype: torch.dtype, device: torch.devi
         and 1 <= hidden_size <= MAX_HIDDEN
         and dtype in DTYPES
         and device.type == "cuda"
-        and torch.version.hip is None
-        and triton_problem() is None
+        and gpu_problem() is None
         and torch.cuda.is_available()
     )
 

@@ -319,21 +319,26 @@ def _make_plan(gates, hidden, batch, dtype, block_h, allow_on_chip, settings: _S
             meta["num_stages"] = settings.on_chip_stages
     else:
         meta.update({**tiles, "BLOCK_K": block_k})
-    fallback = None
-    if block_h:  # tiles forced by a test: nowhere else to go
-        pass
-    elif on_chip:
-        fallback = _make_plan(gates, hidden, batch, dtype, block_h, False, settings)
-    elif resident:
-        fallback = _make_plan(gates, hidden, batch, dtype, block_h, False, settings._replace(resident=False))
-    elif block_b > BLOCK_B:
-        fallback = _make_plan(gates, hidden, batch, dtype, block_h, False, settings._replace(widest=BLOCK_B))
-    elif meta["num_stages"] > 1:  # fewer loads in flight: less shared memory
-        fewer = settings._replace(stages=2 if meta["num_stages"] > 2 else 1)
-        fallback = _make_plan(gates, hidden, batch, dtype, block_h, False, fewer)
+    smaller = None if block_h else _fallback_settings(settings, meta)  # forced tiles: nowhere else to go
+    fallback = None if smaller is None else _make_plan(gates, hidden, batch, dtype, block_h, False, smaller)
     sync = n_progs > 1 and settings.grid_sync
     tagged = resident and settings.tagged
     return Plan((b_tiles, n_progs), MappingProxyType(meta), sync=sync, fallback=fallback, tagged=tagged)
+
+
+def _fallback_settings(settings: _Settings, meta: Mapping[str, object]) -> _Settings | None:
+    """The settings of the next smaller plan (``Plan.fallback``, made without the on-chip path) after the
+    plan of ``meta``, or None after the last: on chip -> split; resident -> streamed; 32 or 64 rows -> 16;
+    then fewer loads in flight (less shared memory), 2 pipeline stages, then 1."""
+    if meta["ON_CHIP"]:
+        return settings
+    if meta["RESIDENT"]:
+        return settings._replace(resident=False)
+    if meta["BLOCK_B"] > BLOCK_B:
+        return settings._replace(widest=BLOCK_B)
+    if meta["num_stages"] > 1:
+        return settings._replace(stages=2 if meta["num_stages"] > 2 else 1)
+    return None
 
 
 def _fused(on: bool, resident: bool, block_b: int, block_n: int, block_k: int, dtype: torch.dtype) -> int:

@@ -95,9 +95,7 @@ def _warn_no_kernels(device: torch.device) -> None:
     path because the fused kernels cannot run here at all: the reference path's time loop is many times
     slower there than torch.nn's cuDNN. A configuration the kernels do not take (float64, H beyond
     MAX_HIDDEN) is the caller's choice and is not warned about."""
-    reason = kernels.common.triton_problem()
-    if reason is None and torch.version.hip is not None:
-        reason = "this is a ROCm build of torch, and the kernels have never run on an AMD GPU"
+    reason = kernels.common.gpu_problem()
     if reason is None or reason in _warned or torch.compiler.is_compiling():
         return
     _warned.add(reason)
