@@ -5,6 +5,11 @@
     rnn_recurrence(gx, w_hh, h0, lengths=None, reverse=False, nonlinearity="tanh") -> (out, h_n)
     supports(cell, hidden_size, dtype, device) -> bool    available() -> bool
 
+Both directions of a bidirectional layer go in one call with gx (2, T, B, G*H), w_hh (2, G*H, H), the
+states (2, B, H) (GRU's b_hh (2, 3H)) and reverse=False: direction 0 runs forward in time, direction 1 in
+reverse, and the outputs come back stacked likewise. Where ``launch.bidir_launch`` says so, that is one
+launch, the direction the grid's third axis.
+
 The cell modules import Triton (and register the ``rnnlab::*`` torch.library ops) on first use of one of
 their functions, so importing this package works where Triton is missing. Set TRITON_INTERPRET=1 before
 that first use to run the kernels on the CPU with Triton's interpreter (the tests do).

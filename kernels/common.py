@@ -157,12 +157,19 @@ def recurrent_weight_grad(
 ) -> torch.Tensor:
     """dW_hh = sum_t dG_t^T h_entering(t): (G*H, H), two deterministic GEMMs, without materialising the
     (T, B, H) entering states. ``into``: a contiguous (G*H, H) tensor to write it in (rows of a larger
-    gradient), returned.
+    gradient), returned. Both directions stacked (out (2, T, B, H), ``stacked_directions``): (2, G*H, H),
+    each direction's (``into`` (2, G*H, H), each direction's part contiguous).
 
     A row's valid steps are a prefix t < length and dG is zero on the others, so the state entering a valid
     step is the output of the step processed just before (t - 1 forward, t + 1 reverse), except at the
     row's first processed step (t = 0 forward, t = length - 1 reverse), which starts from h0. ``out`` is
     zero past each length, so the neighbour term adds nothing at that first step."""
+    if out.dim() == 4:  # both directions stacked (``stacked_directions``): (2, G*H, H)
+        if into is None:
+            into = d_gates.new_empty(out.shape[0], d_gates.shape[-1], out.shape[-1])
+        for d in range(out.shape[0]):
+            recurrent_weight_grad(d_gates[d], out[d], h0[d], lengths, d == 1, into=into[d])
+        return into
     steps, batch, hidden = out.shape
     gh = d_gates.shape[-1]
     if steps == 0:  # no step: the weight had no effect
@@ -267,10 +274,11 @@ def _graph_used_once() -> bool:
 def fp32_state(state: torch.Tensor, slots: int = 0) -> torch.Tensor:
     """A contiguous fp32 copy of a (B, H) state, which a kernel carries and overwrites: one conversion,
     whatever the state's dtype. With ``slots``, a (slots, B, H) buffer holding the state in slot 0 and
-    leaving the others for the kernel to write (NaN under POISON)."""
+    leaving the others for the kernel to write (NaN under POISON). Both directions' states stacked (2, B, H):
+    (2, slots, B, H), each direction's slots together."""
     if slots:
-        buf = new_buffer((slots, *state.shape), torch.float32, state.device)
-        buf[0].copy_(state)
+        buf = new_buffer((*state.shape[:-2], slots, *state.shape[-2:]), torch.float32, state.device)
+        buf[..., 0, :, :].copy_(state)
         return buf
     return torch.empty(state.shape, dtype=torch.float32, device=state.device).copy_(state)
 
@@ -322,15 +330,31 @@ def never_overwriting(name: str, impl):
     return op
 
 
+def stacked_directions(gx: torch.Tensor, reverse: bool) -> int:
+    """2 when gx holds both directions of a bidirectional layer, stacked (2, T, B, G*H): direction 0 runs
+    forward in time, direction 1 in reverse, in one call (and one launch where ``launch.plan`` says so);
+    ``reverse`` must then be False. 1 for a single direction's (T, B, G*H)."""
+    if gx.dim() != 4:
+        return 1
+    if reverse:
+        raise ValueError(
+            "reverse must be False when gx holds both directions, (2, T, B, G*H): direction 1 runs in reverse"
+        )
+    return 2
+
+
 def check_inputs(gx: torch.Tensor, w_hh: torch.Tensor, h0: torch.Tensor, gates: int) -> int:
-    """Shape/dtype checks shared by the cells; returns H."""
-    if gx.dim() != 3 or gx.shape[-1] % gates:
-        raise ValueError(f"gx must be (T, B, {gates}*H), got {tuple(gx.shape)}")
-    hidden = gx.shape[-1] // gates
-    if tuple(w_hh.shape) != (gates * hidden, hidden):
-        raise ValueError(f"w_hh must be ({gates * hidden}, {hidden}), got {tuple(w_hh.shape)}")
-    if tuple(h0.shape) != (gx.shape[1], hidden):
-        raise ValueError(f"initial state must be ({gx.shape[1]}, {hidden}), got {tuple(h0.shape)}")
+    """Shape/dtype checks shared by the cells; returns H. Both directions stacked (``stacked_directions``):
+    gx (2, T, B, G*H), w_hh (2, G*H, H), states (2, B, H)."""
+    both = gx.dim() == 4 and gx.shape[0] == 2
+    if (gx.dim() != 3 and not both) or gx.shape[-1] % gates:
+        both_form = f"(2, T, B, {gates}*H) for both directions"
+        raise ValueError(f"gx must be (T, B, {gates}*H), or {both_form}, got {tuple(gx.shape)}")
+    lead, hidden = tuple(gx.shape[:-3]), gx.shape[-1] // gates
+    if tuple(w_hh.shape) != (*lead, gates * hidden, hidden):
+        raise ValueError(f"w_hh must be {(*lead, gates * hidden, hidden)}, got {tuple(w_hh.shape)}")
+    if tuple(h0.shape) != (*lead, gx.shape[-2], hidden):
+        raise ValueError(f"initial state must be {(*lead, gx.shape[-2], hidden)}, got {tuple(h0.shape)}")
     if gx.dtype not in DTYPES or w_hh.dtype != gx.dtype or h0.dtype != gx.dtype:
         raise TypeError(f"gx, w_hh and states must share one dtype of {DTYPES}")
     return hidden

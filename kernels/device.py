@@ -62,12 +62,23 @@ def state_tile(rows, row_mask, cols, H):
 
 @triton.jit
 def time_index(s, T, REVERSE: tl.constexpr):
-    """Time t of processing step s: s, or T-1-s for a reverse direction."""
-    if REVERSE:
+    """Time t of processing step s: s, or T-1-s for a reverse direction. REVERSE == 2: both directions in
+    one launch (``directed``), the grid's third axis picks this program's: 0 forward, 1 reverse."""
+    if REVERSE == 2:
+        t = s + tl.program_id(2) * (T - 1 - 2 * s)
+    elif REVERSE:
         t = T - 1 - s
     else:
         t = s
     return t
+
+
+@triton.jit
+def directed(ptr, size):
+    """Both directions in one launch: ``ptr``, a buffer stacked over the two directions (``size`` elements
+    each), advanced to the direction of this program, the grid's third axis. (Not for a None argument: a
+    jit function cannot return None once compiled, though the interpreter lets it.)"""
+    return ptr + tl.program_id(2).to(tl.int64) * size
 
 
 @triton.jit

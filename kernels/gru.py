@@ -24,6 +24,7 @@ from torch import Tensor
 
 from . import common, launch
 from .device import (
+    directed,
     dot,
     gate_product,
     load_step,
@@ -100,6 +101,18 @@ def _gru_fwd_kernel(
     # h_buf (2, B, H) fp32: h0 in slot 0; step s reads slot s % 2 and writes the other (tiled path); the
     # final h lands in slot T % 2. PREFETCH (on chip, resident): step s + 1's input gates are loaded while
     # step s computes.
+    if REVERSE == 2:  # both directions in one launch: this program's direction of each stacked buffer
+        seq = T.to(tl.int64) * B * H
+        gx, out, w = directed(gx, 3 * seq), directed(out, seq), directed(w, 3 * H * H)
+        h_buf = directed(h_buf, 2 * B * H)
+        if HAS_BIAS:  # (None otherwise, as gates and ghn are without SAVE)
+            b = directed(b, 3 * H)
+        if SAVE:
+            gates, ghn = directed(gates, 3 * seq), directed(ghn, seq)
+        if SYNC:  # (None otherwise, as xch is without TAGGED)
+            counter = directed(counter, tl.num_programs(0))
+        if TAGGED:
+            xch = directed(xch, 2 * B * H)
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     row_mask = rows < B
     dt = w.dtype.element_ty
@@ -271,6 +284,17 @@ def _gru_bwd_kernel(
     # dh_buf (B, H) fp32: d h_n in, dh0 out. Processing steps run s = T-1 .. 0. PREFETCH (resident
     # path): step s - 1's saved values are loaded while step s computes (on chip the compiler already
     # pipelines those loads, through shared memory).
+    if REVERSE == 2:  # both directions in one launch: this program's direction of each stacked buffer
+        seq = T.to(tl.int64) * B * H
+        w, gates, d_gates = directed(w, 3 * H * H), directed(gates, 3 * seq), directed(d_gates, 3 * seq)
+        ghn, d_ghn, out = directed(ghn, seq), directed(d_ghn, seq), directed(out, seq)
+        h0, dh_buf = directed(h0, B * H), directed(dh_buf, B * H)
+        if d_out is not None:  # (None: only the final state took a gradient)
+            d_out = directed(d_out, seq)
+        if SYNC:  # (None otherwise, as xch is without TAGGED)
+            counter = directed(counter, tl.num_programs(0))
+        if TAGGED:
+            xch = directed(xch, 2 * B * 3 * H)
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     row_mask = rows < B
     dt = w.dtype.element_ty
@@ -414,27 +438,30 @@ def _gru_fwd_impl(
     """Returns out (T, B, H), h_n, and for backward the gates [r, z, n] (T, B, 3H) and gh_n (T, B, H) (empty
     unless ``save``). With ``save`` and ``overwrite_gx`` the gates are gx itself, overwritten (never under
     torch.compile: the registered op does not declare the mutation)."""
-    steps, batch, three_h = gx.shape
+    directions = common.stacked_directions(gx, reverse)
+    *lead, steps, batch, three_h = gx.shape  # lead: [2] when both directions are stacked
     hidden = three_h // 3
     gx, w_hh = gx.contiguous(), w_hh.contiguous()
-    out = common.new_buffer((steps, batch, hidden), gx.dtype, gx.device)
+    state_shape = (*lead, steps, batch, hidden)
+    out = common.new_buffer(state_shape, gx.dtype, gx.device)
     if save and overwrite_gx:
         gates = gx  # element by element, r, z, n are computed from the x_r, x_z, x_n they are stored over
     else:
-        gates = common.new_buffer((steps, batch, three_h) if save else (0,), gx.dtype, gx.device)
-    ghn = common.new_buffer((steps, batch, hidden) if save else (0,), gx.dtype, gx.device)
-    h_buf = common.fp32_state(h0, slots=2)  # (2, B, H) fp32: h0, then the steps in turn
+        gates = common.new_buffer(gx.shape if save else (0,), gx.dtype, gx.device)
+    ghn = common.new_buffer(state_shape if save else (0,), gx.dtype, gx.device)
+    h_buf = common.fp32_state(h0, slots=2)  # ([2,] 2, B, H) fp32: h0, then the steps in turn
     if steps > 0 and batch > 0:
-        plan = launch.plan(3, hidden, batch, gx.dtype, gx.device, block_h)
+        plan = launch.plan(3, hidden, batch, gx.dtype, gx.device, block_h, directions=directions)
         bias = None if b_hh is None else b_hh.contiguous()
         saved = (gates, ghn) if save else (None, None)
         args = (gx, w_hh, bias, lengths, out, *saved, h_buf, steps, batch, hidden)
         with common.device_guard(gx):
             launch.run(
-                _gru_fwd_kernel, plan, steps, args, exchange=(batch, hidden),
+                _gru_fwd_kernel, plan, steps, args, exchange=(batch, hidden), directions=directions,
+                shared=(lengths,),
                 HAS_BIAS=b_hh is not None, HAS_LENGTHS=lengths is not None, REVERSE=reverse, SAVE=save,
             )  # fmt: skip
-    return out, common.in_dtype(h_buf[steps % 2], gx.dtype), gates, ghn
+    return out, common.in_dtype(h_buf[..., steps % 2, :, :], gx.dtype), gates, ghn
 
 
 def _gru_bwd_impl(
@@ -453,17 +480,18 @@ def _gru_bwd_impl(
 ) -> Tensor:
     """Fills d_gates (T, B, 3H) with d gx = [d_r, d_z, d_n] and d_ghn (T, B, H) with d gh_n, and returns dh0.
     ``d_gates`` may be ``gates`` itself, ``d_ghn`` must not be ``ghn`` (see _gru_bwd_cell)."""
-    steps, batch, hidden = out.shape
+    directions = common.stacked_directions(out, reverse)
+    steps, batch, hidden = out.shape[-3:]
     d_out = None if d_out is None else d_out.contiguous()
     w_hh = w_hh.contiguous()
-    dh_buf = common.fp32_gradient(d_hn, h0.shape, h0.device)  # (B, H) fp32
+    dh_buf = common.fp32_gradient(d_hn, h0.shape, h0.device)  # ([2,] B, H) fp32
     if steps > 0 and batch > 0:
-        plan = launch.plan(3, hidden, batch, out.dtype, out.device, block_h)
+        plan = launch.plan(3, hidden, batch, out.dtype, out.device, block_h, directions=directions)
         args = (w_hh, gates, ghn, out.contiguous(), h0.contiguous(), lengths, d_out, d_gates, d_ghn, dh_buf)
         with common.device_guard(out):
             launch.run(
                 _gru_bwd_kernel, plan, steps, (*args, steps, batch, hidden), phased=True,
-                exchange=(batch, 3 * hidden),
+                exchange=(batch, 3 * hidden), directions=directions, shared=(lengths,),
                 HAS_LENGTHS=lengths is not None, REVERSE=reverse,
             )  # fmt: skip
     return common.in_dtype(dh_buf, h0.dtype)
@@ -479,13 +507,12 @@ _gru_bwd = torch.library.custom_op("rnnlab::gru_bwd", _gru_bwd_impl, mutates_arg
 
 @_gru_fwd.register_fake
 def _(gx, w_hh, b_hh, h0, lengths, reverse, save, block_h, overwrite_gx):
-    steps, batch, three_h = gx.shape
-    hidden = three_h // 3
+    state_shape = (*gx.shape[:-1], gx.shape[-1] // 3)
     return (
-        gx.new_empty(steps, batch, hidden),
-        gx.new_empty(batch, hidden),
-        gx.new_empty((steps, batch, three_h) if save else (0,)),
-        gx.new_empty((steps, batch, hidden) if save else (0,)),
+        gx.new_empty(state_shape),
+        gx.new_empty(h0.shape),
+        gx.new_empty(gx.shape if save else (0,)),
+        gx.new_empty(state_shape if save else (0,)),
     )
 
 
@@ -512,17 +539,17 @@ def _backward(ctx, d_out, d_hn, _d_gates, _d_ghn):
     d_ghn = common.new_buffer(ghn.shape, ghn.dtype, ghn.device)  # (T, B, H): never over ghn (_gru_bwd_cell)
     bwd = common.op_or_impl(_gru_bwd, _gru_bwd_impl, w_hh)  # the custom op inside torch.compile
     dh0 = bwd(d_out, d_hn, w_hh, gates, ghn, out, h0, lengths, ctx.reverse, ctx.block_h, d_gx, d_ghn)
-    hidden = h0.shape[1]
+    lead, hidden = w_hh.shape[:-2], h0.shape[-1]  # lead: (2,) when both directions are stacked
     d_rz = d_gx[..., : 2 * hidden]  # r, z: the same on both sides
-    # (3H, H) and (3H,): r, z rows from d_rz, n rows from the hidden side d gh_n, each written in place
-    d_w_hh = d_gx.new_empty(3 * hidden, hidden)
+    # ([2,] 3H, H) and ([2,] 3H): r, z rows from d_rz, n rows from the hidden side d gh_n, each in place
+    d_w_hh = d_gx.new_empty(*lead, 3 * hidden, hidden)
     for rows, grad in ((slice(0, 2 * hidden), d_rz), (slice(2 * hidden, None), d_ghn)):
-        common.recurrent_weight_grad(grad, out, h0, lengths, ctx.reverse, into=d_w_hh[rows])
+        common.recurrent_weight_grad(grad, out, h0, lengths, ctx.reverse, into=d_w_hh[..., rows, :])
     d_b_hh = None
     if ctx.has_bias:
-        d_b_hh = d_gx.new_empty(3 * hidden)
-        torch.sum(d_rz, dim=(0, 1), out=d_b_hh[: 2 * hidden])
-        torch.sum(d_ghn, dim=(0, 1), out=d_b_hh[2 * hidden :])
+        d_b_hh = d_gx.new_empty(*lead, 3 * hidden)
+        torch.sum(d_rz, dim=(-3, -2), out=d_b_hh[..., : 2 * hidden])
+        torch.sum(d_ghn, dim=(-3, -2), out=d_b_hh[..., 2 * hidden :])
     return d_gx, d_w_hh, d_b_hh, dh0, None, None, None, None, None
 
 
@@ -553,6 +580,10 @@ def gru_recurrence(
     writes d gx over them); gx's contents afterwards are unspecified. A leaf gx that requires grad is refused
     (ValueError). Ignored under torch.compile and when no gradient is needed.
 
+    Both directions of a bidirectional layer at once: gx (2, T, B, 3H), w_hh (2, 3H, H), b_hh (2, 3H) or
+    None, h0 (2, B, H), reverse False; direction 1 runs in reverse, and out, h_n come back stacked likewise
+    (one launch where ``launch.bidir_launch`` says so).
+
     Example::
 
         gx = x @ w_ih.T + b_ih  # (T, B, 3H)
@@ -564,9 +595,11 @@ def gru_recurrence(
 def _gru(gx, w_hh, b_hh, h0, lengths=None, reverse=False, block_h=0, overwrite_gx=False):
     """``gru_recurrence`` with the tile size exposed (tests force the tiled path with block_h=16)."""
     hidden = common.check_inputs(gx, w_hh, h0, 3)
-    if b_hh is not None and (tuple(b_hh.shape) != (3 * hidden,) or b_hh.dtype != gx.dtype):
-        raise ValueError(f"b_hh must be ({3 * hidden},) in {gx.dtype}, got {tuple(b_hh.shape)} {b_hh.dtype}")
-    lengths = common.lengths_arg(lengths, gx.shape[1], gx.device)
+    common.stacked_directions(gx, reverse)
+    expected = (*gx.shape[:-3], 3 * hidden)
+    if b_hh is not None and (tuple(b_hh.shape) != expected or b_hh.dtype != gx.dtype):
+        raise ValueError(f"b_hh must be {expected} in {gx.dtype}, got {tuple(b_hh.shape)} {b_hh.dtype}")
+    lengths = common.lengths_arg(lengths, gx.shape[-2], gx.device)
     save = common.needs_grad(gx, w_hh, b_hh, h0)
     overwrite = common.overwrite_allowed(gx, overwrite_gx, save)
     out, h_n, _, _ = _gru_forward(gx, w_hh, b_hh, h0, lengths, reverse, save, block_h, overwrite)

@@ -15,6 +15,11 @@ Three paths, chosen by size:
 - split, streamed: the same, with W_hh re-read from L2 every step in BLOCK_K x BLOCK_N tiles (slices too
   large to keep, or several column tiles per program).
 
+Both directions of a bidirectional layer (a call whose buffers are stacked on a leading axis of 2) run in
+one launch, the grid's third axis the direction, where the plan is on chip (``bidir_launch``), or on
+every path with RNNLAB_BIDIR_LAUNCH=one, each direction's split plan then filling half the SMs (both
+directions' programs wait at their own barriers at once); otherwise once per direction.
+
 A split grid relies on all its programs being resident at once. Kernels that finish on their own (GEMMs,
 other streams' work) only delay it; two split grids waiting at the same time on two streams could hold
 each other's SMs for ever, so rnnlab's own two-stream mode halves the SMs each plan takes
@@ -80,6 +85,7 @@ class Plan:
     sync: bool
     fallback: Plan | None = None
     tagged: bool = False  # resident: the step's exchange as tagged words instead of through the barrier
+    directions: int = 1  # 2: both directions of a bidirectional layer in one launch (grid's third axis)
 
     @property
     def one_launch(self) -> bool:
@@ -96,6 +102,20 @@ def bidir_streams() -> bool:
     """RNNLAB_BIDIR_STREAMS=1: a bidirectional layer's two directions run on two CUDA streams at once
     (``rnnlab.streams``; a comparison switch until a GPU run has timed it)."""
     return os.environ.get("RNNLAB_BIDIR_STREAMS", "0") == "1"
+
+
+def bidir_launch() -> str:
+    """How a call holding both directions of a bidirectional layer launches (``plan``'s ``directions``):
+    "auto" (default): in one launch where its plan is on chip (one program per batch tile and direction,
+    no barrier: the two directions' programs simply run side by side), otherwise once per direction, each
+    launch with every SM for its split plan; "one": always one launch, split plans then filling half the
+    SMs each; "separate": always once per direction, as before both directions could share a launch.
+    RNNLAB_BIDIR_LAUNCH sets it; "one" on the split path is a comparison switch until a GPU run has timed
+    it."""
+    spec = os.environ.get("RNNLAB_BIDIR_LAUNCH") or "auto"
+    if spec not in ("auto", "one", "separate"):
+        raise ValueError(f"RNNLAB_BIDIR_LAUNCH must be 'auto', 'one' or 'separate', got {spec!r}")
+    return spec
 
 
 def sms_for_a_plan(device: torch.device) -> int:
@@ -209,8 +229,14 @@ def plan(
     device: torch.device,
     block_h: int = 0,
     allow_on_chip: bool = True,
+    directions: int = 1,
 ) -> Plan:
     """The launch plan of a cell with ``gates`` gates of width ``hidden`` over ``batch`` rows.
+
+    ``directions`` = 2: the call holds both directions of a bidirectional layer (``run``'s stacked
+    arguments). The plan has ``directions`` 2 where both run in one launch (``bidir_launch``; its split
+    plans, fallbacks included, then fill half the SMs, so that both directions' programs are resident
+    together), else 1: one launch per direction, each with this one-direction plan.
 
     ``block_h`` > 0 forces square tiles of that size (a power of two >= 16; tests use it to run the tiled
     path at small H); the on-chip path is taken when one tile covers H. ``allow_on_chip=False``: the split
@@ -220,8 +246,10 @@ def plan(
     short sequence). Everything a plan reads from outside its arguments is resolved first into
     ``_Settings`` and is part of the cache key; the geometry bounds above are constants.
     """
+    how = bidir_launch() if directions == 2 else "separate"
+    together = how != "separate"
     settings = _Settings(
-        sms=sms_for_a_plan(device),
+        sms=sms_for_a_plan(device) // (2 if together else 1),
         interpreted=common.interpreted(),
         precision=common.dot_precision(dtype),
         on_chip_bytes=on_chip_bytes(),
@@ -236,15 +264,20 @@ def plan(
         tagged=exchange_tagged(),
         fused=fused_gates(),
         stages=0,
+        directions=2 if together else 1,
     )
-    return _make_plan(gates, hidden, batch, dtype, block_h, allow_on_chip, settings)
+    made = _make_plan(gates, hidden, batch, dtype, block_h, allow_on_chip, settings)
+    if together and how == "auto" and not made.meta["ON_CHIP"]:  # split: a launch per direction
+        settings = settings._replace(sms=sms_for_a_plan(device), directions=1)
+        made = _make_plan(gates, hidden, batch, dtype, block_h, allow_on_chip, settings)
+    return made
 
 
 class _Settings(NamedTuple):
     """The environment of a plan: the SMs it may fill (``sms_for_a_plan``), the interpreter, the fp32 dot
     precision, the RNNLAB_* knobs (on-chip bytes and stages, resident and its two bounds, tile override,
-    prefetch, grid sync, widest batch tile, tagged exchange, fused gates), and the streamed path's cap on
-    pipeline stages (0: none; a fallback's, ``Plan.fallback``)."""
+    prefetch, grid sync, widest batch tile, tagged exchange, fused gates), the streamed path's cap on
+    pipeline stages (0: none; a fallback's, ``Plan.fallback``), and the directions in one launch."""
 
     sms: int
     interpreted: bool
@@ -261,6 +294,7 @@ class _Settings(NamedTuple):
     tagged: bool
     fused: bool
     stages: int
+    directions: int
 
 
 @functools.lru_cache(maxsize=4096)
@@ -323,7 +357,9 @@ def _make_plan(gates, hidden, batch, dtype, block_h, allow_on_chip, settings: _S
     fallback = None if smaller is None else _make_plan(gates, hidden, batch, dtype, block_h, False, smaller)
     sync = n_progs > 1 and settings.grid_sync
     tagged = resident and settings.tagged
-    return Plan((b_tiles, n_progs), MappingProxyType(meta), sync=sync, fallback=fallback, tagged=tagged)
+    return Plan(
+        (b_tiles, n_progs), MappingProxyType(meta), sync, fallback, tagged, directions=settings.directions
+    )
 
 
 def _fallback_settings(settings: _Settings, meta: Mapping[str, object]) -> _Settings | None:
@@ -392,9 +428,24 @@ def _tile_override() -> dict:
 
 
 def run(
-    kernel, plan: Plan, steps: int, args: tuple, *, exchange: tuple, phased: bool = False, **constexprs
+    kernel,
+    plan: Plan,
+    steps: int,
+    args: tuple,
+    *,
+    exchange: tuple,
+    phased: bool = False,
+    directions: int = 1,
+    shared: tuple = (),
+    **constexprs,
 ) -> None:
     """Run ``kernel[grid](*args, counter, xch, S0, STEPS, TAGGED, **constexprs, **meta)`` over all ``steps``.
+
+    ``directions`` = 2: every tensor of ``args`` but those in ``shared`` (the lengths) holds both directions
+    of a bidirectional layer, stacked on a leading axis, direction 1 the reverse one. With a plan of two
+    directions that is one launch, the grid's third axis the direction and REVERSE = 2 (the kernels find
+    their direction's part of each buffer: ``device.directed``); otherwise one launch per direction, on
+    its part of each buffer, with REVERSE False then True.
 
     ``exchange`` = (B, N): with a tagged plan, ``xch`` is the zeroed (2, B, N) int64 words through which
     programs pass what they exchange every step (h forward, N = H; the gate gradients backward, N = G*H:
@@ -403,14 +454,28 @@ def run(
     launch runs PHASE1 and PHASE2 as two launches. A one-launch kernel the device has no room for runs as
     ``plan.fallback`` (remembered, so later calls go there directly). Step-by-step launches (the
     interpreter, RNNLAB_GRID_SYNC=0) do not fall back: a refusal there could come after a first phase ran."""
+    again = dict(exchange=exchange, phased=phased, directions=directions, shared=shared)
+    if directions > plan.directions:  # one launch per direction, on its part of each stacked buffer
+        for d in range(directions):
+            part = tuple(_direction_part(a, d, shared) for a in args)
+            this = {**constexprs, "REVERSE": d == 1}
+            run(kernel, plan, steps, part, exchange=exchange, phased=phased, **this)
+        return
     grid, meta, device = plan.grid, plan.meta, args[0].device
+    if plan.directions == 2:
+        constexprs["REVERSE"] = 2  # device.time_index: the direction from the grid's third axis
+        grid = (*grid, 2)
     refused = None if plan.fallback is None else (kernel, device, tuple(sorted(meta.items())))
     if plan.one_launch and refused in _NO_ROOM:
-        return run(kernel, plan.fallback, steps, args, exchange=exchange, phased=phased, **constexprs)
-    xch = torch.zeros((2, *exchange), dtype=torch.int64, device=device) if plan.tagged else None
+        return run(kernel, plan.fallback, steps, args, **again, **constexprs)
+    xch = (
+        torch.zeros((2 * plan.directions, *exchange), dtype=torch.int64, device=device)
+        if plan.tagged
+        else None
+    )
     if plan.one_launch:
         sync = plan.sync and not plan.tagged  # the tagged words replace the barrier
-        counter = torch.zeros(grid[0], dtype=torch.int32, device=device) if sync else None
+        counter = torch.zeros(grid[0] * plan.directions, dtype=torch.int32, device=device) if sync else None
         phases = dict(PHASE1=True, PHASE2=True) if phased else {}
         try:
             kernel[grid](
@@ -422,7 +487,7 @@ def run(
             if refused is None or not isinstance(err, OutOfResources):
                 raise
             _NO_ROOM.add(refused)
-            run(kernel, plan.fallback, steps, args, exchange=exchange, phased=phased, **constexprs)
+            run(kernel, plan.fallback, steps, args, **again, **constexprs)
         return
     halves = (dict(PHASE1=True, PHASE2=False), dict(PHASE1=False, PHASE2=True)) if phased else ({},)
     for s in range(steps):
@@ -430,3 +495,12 @@ def run(
             kernel[grid](
                 *args, None, xch, s, 1, SYNC=False, TAGGED=plan.tagged, **phases, **constexprs, **meta
             )
+
+
+def _direction_part(arg, direction: int, shared: tuple):
+    """Direction ``direction``'s part of a kernel argument stacked over both directions: a tensor's slice
+    on its leading axis (contiguous where the tensor is), the argument itself for the tensors in ``shared``,
+    scalars and None."""
+    if isinstance(arg, torch.Tensor) and all(arg is not s for s in shared):
+        return arg[direction]
+    return arg

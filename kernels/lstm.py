@@ -24,6 +24,7 @@ from torch import Tensor
 
 from . import common, launch
 from .device import (
+    directed,
     dot,
     gate_product,
     load_gate_rows,
@@ -100,6 +101,16 @@ def _lstm_fwd_kernel(
     # h_buf (2, B, H) fp32: h0 in slot 0; step s reads slot s % 2 and writes the other (tiled path), the
     # final h lands in slot T % 2. c_buf (B, H) fp32: c0 in, c_T out, updated in place tile by tile.
     # PREFETCH (on chip, resident): step s + 1's input gates are loaded while step s computes.
+    if REVERSE == 2:  # both directions in one launch: this program's direction of each stacked buffer
+        seq = T.to(tl.int64) * B * H
+        gx, out, w = directed(gx, 4 * seq), directed(out, seq), directed(w, 4 * H * H)
+        h_buf, c_buf = directed(h_buf, 2 * B * H), directed(c_buf, B * H)
+        if SAVE:  # (None otherwise)
+            gates, cells = directed(gates, 4 * seq), directed(cells, seq)
+        if SYNC:  # (None otherwise, as xch is without TAGGED)
+            counter = directed(counter, tl.num_programs(0))
+        if TAGGED:
+            xch = directed(xch, 2 * B * H)
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     row_mask = rows < B
     dt = w.dtype.element_ty
@@ -283,6 +294,17 @@ def _lstm_bwd_kernel(
     # dh_buf, dc_buf (B, H) fp32: d h_n, d c_n in; dh0, dc0 out. Processing steps run s = T-1 .. 0.
     # PREFETCH (resident path): step s - 1's saved values are loaded while step s computes (on chip the
     # compiler already pipelines those loads, through shared memory).
+    if REVERSE == 2:  # both directions in one launch: this program's direction of each stacked buffer
+        seq = T.to(tl.int64) * B * H
+        w, gates, d_gates = directed(w, 4 * H * H), directed(gates, 4 * seq), directed(d_gates, 4 * seq)
+        cells, c0 = directed(cells, seq), directed(c0, B * H)
+        dh_buf, dc_buf = directed(dh_buf, B * H), directed(dc_buf, B * H)
+        if d_out is not None:  # (None: only the final states took a gradient)
+            d_out = directed(d_out, seq)
+        if SYNC:  # (None otherwise, as xch is without TAGGED)
+            counter = directed(counter, tl.num_programs(0))
+        if TAGGED:
+            xch = directed(xch, 2 * B * 4 * H)
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     row_mask = rows < B
     dt = w.dtype.element_ty
@@ -425,26 +447,30 @@ def _lstm_fwd_impl(
     """Returns out (T, B, H), h_n, c_n, and for backward gates (T, B, 4H), cells (T, B, H) (empty unless
     ``save``). With ``save`` and ``overwrite_gx`` the gates are gx itself, overwritten (never under
     torch.compile: the registered op does not declare the mutation)."""
-    steps, batch, four_h = gx.shape
+    directions = common.stacked_directions(gx, reverse)
+    *lead, steps, batch, four_h = gx.shape  # lead: [2] when both directions are stacked
     hidden = four_h // 4
     gx, w_hh = gx.contiguous(), w_hh.contiguous()
-    out = common.new_buffer((steps, batch, hidden), gx.dtype, gx.device)
+    state_shape = (*lead, steps, batch, hidden)
+    out = common.new_buffer(state_shape, gx.dtype, gx.device)
     if save and overwrite_gx:
         gates = gx  # element by element, each step's gx is read before its gates are stored over it
     else:
-        gates = common.new_buffer((steps, batch, four_h) if save else (0,), gx.dtype, gx.device)
-    cells = common.new_buffer((steps, batch, hidden) if save else (0,), gx.dtype, gx.device)
-    h_buf = common.fp32_state(h0, slots=2)  # (2, B, H) fp32: h0, then the steps in turn
-    c_buf = common.fp32_state(c0)  # (B, H) fp32
+        gates = common.new_buffer(gx.shape if save else (0,), gx.dtype, gx.device)
+    cells = common.new_buffer(state_shape if save else (0,), gx.dtype, gx.device)
+    h_buf = common.fp32_state(h0, slots=2)  # ([2,] 2, B, H) fp32: h0, then the steps in turn
+    c_buf = common.fp32_state(c0)  # ([2,] B, H) fp32
     if steps > 0 and batch > 0:
-        plan = launch.plan(4, hidden, batch, gx.dtype, gx.device, block_h)
+        plan = launch.plan(4, hidden, batch, gx.dtype, gx.device, block_h, directions=directions)
         args = (gx, w_hh, lengths, out, gates if save else None, cells if save else None, h_buf, c_buf)
         with common.device_guard(gx):
             launch.run(
                 _lstm_fwd_kernel, plan, steps, (*args, steps, batch, hidden), exchange=(batch, hidden),
+                directions=directions, shared=(lengths,),
                 HAS_LENGTHS=lengths is not None, REVERSE=reverse, SAVE=save,
             )  # fmt: skip
-    return out, common.in_dtype(h_buf[steps % 2], gx.dtype), common.in_dtype(c_buf, gx.dtype), gates, cells
+    h_n = common.in_dtype(h_buf[..., steps % 2, :, :], gx.dtype)
+    return out, h_n, common.in_dtype(c_buf, gx.dtype), gates, cells
 
 
 def _lstm_bwd_impl(
@@ -462,18 +488,19 @@ def _lstm_bwd_impl(
 ) -> tuple[Tensor, Tensor]:
     """Fills d_gates (T, B, 4H) (= d gx) and returns dh0, dc0. ``d_gates`` may be ``gates`` itself: each
     element's gradient is computed from that element's own saved value, read first (see _lstm_bwd_cell)."""
-    steps, batch, four_h = gates.shape
+    directions = common.stacked_directions(gates, reverse)
+    steps, batch, four_h = gates.shape[-3:]
     hidden = four_h // 4
     d_out = None if d_out is None else d_out.contiguous()
     w_hh = w_hh.contiguous()
-    dh_buf, dc_buf = (common.fp32_gradient(g, c0.shape, c0.device) for g in (d_hn, d_cn))  # (B, H) fp32
+    dh_buf, dc_buf = (common.fp32_gradient(g, c0.shape, c0.device) for g in (d_hn, d_cn))  # ([2,] B, H) fp32
     if steps > 0 and batch > 0:
-        plan = launch.plan(4, hidden, batch, gates.dtype, gates.device, block_h)
+        plan = launch.plan(4, hidden, batch, gates.dtype, gates.device, block_h, directions=directions)
         args = (w_hh, gates, cells, c0.contiguous(), lengths, d_out, d_gates, dh_buf, dc_buf)
         with common.device_guard(gates):
             launch.run(
                 _lstm_bwd_kernel, plan, steps, (*args, steps, batch, hidden), phased=True,
-                exchange=(batch, four_h),
+                exchange=(batch, four_h), directions=directions, shared=(lengths,),
                 HAS_LENGTHS=lengths is not None, REVERSE=reverse,
             )  # fmt: skip
     return common.in_dtype(dh_buf, c0.dtype), common.in_dtype(dc_buf, c0.dtype)
@@ -489,13 +516,12 @@ _lstm_bwd = torch.library.custom_op("rnnlab::lstm_bwd", _lstm_bwd_impl, mutates_
 
 @_lstm_fwd.register_fake
 def _(gx, w_hh, h0, c0, lengths, reverse, save, block_h, overwrite_gx):
-    steps, batch, four_h = gx.shape
-    state = gx.new_empty(steps, batch, four_h // 4)
+    state = gx.new_empty(*gx.shape[:-1], gx.shape[-1] // 4)
     return (
         state,
-        gx.new_empty(batch, four_h // 4),
-        gx.new_empty(batch, four_h // 4),
-        gx.new_empty((steps, batch, four_h) if save else (0,)),
+        gx.new_empty(h0.shape),
+        gx.new_empty(c0.shape),
+        gx.new_empty(gx.shape if save else (0,)),
         gx.new_empty(state.shape if save else (0,)),
     )
 
@@ -554,6 +580,10 @@ def lstm_recurrence(
     leaf gx that requires grad is refused (ValueError). Ignored under torch.compile and when no gradient
     is needed.
 
+    Both directions of a bidirectional layer at once: gx (2, T, B, 4H), w_hh (2, 4H, H), h0, c0 (2, B, H),
+    reverse False; direction 1 runs in reverse, and out, h_n, c_n come back stacked likewise (one launch
+    where ``launch.bidir_launch`` says so).
+
     Example::
 
         gx = x @ w_ih.T + (b_ih + b_hh)  # (T, B, 4H)
@@ -566,7 +596,8 @@ def _lstm(gx, w_hh, h0, c0, lengths=None, reverse=False, block_h=0, overwrite_gx
     """``lstm_recurrence`` with the tile size exposed (tests force the tiled path with block_h=16)."""
     common.check_inputs(gx, w_hh, h0, 4)
     common.check_inputs(gx, w_hh, c0, 4)
-    lengths = common.lengths_arg(lengths, gx.shape[1], gx.device)
+    common.stacked_directions(gx, reverse)
+    lengths = common.lengths_arg(lengths, gx.shape[-2], gx.device)
     save = common.needs_grad(gx, w_hh, h0, c0)
     overwrite = common.overwrite_allowed(gx, overwrite_gx, save)
     out, h_n, c_n, _, _ = _lstm_forward(gx, w_hh, h0, c0, lengths, reverse, save, block_h, overwrite)

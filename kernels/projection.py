@@ -180,3 +180,51 @@ def project_inputs(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     steps, batch, features = x.shape
     flat = x.reshape(steps * batch, features)  # (T*B, I)
     return _TF32Linear.apply(flat, weight, bias).view(steps, batch, -1)  # (T, B, G*H)
+
+
+class _BothDirections(torch.autograd.Function):
+    """gx of both directions of a bidirectional layer, (2, N, G*H): x @ W_d.T + b_d for d = 0, 1, each GEMM
+    writing its own half of one buffer; backward dx = dy_0 @ W_0 + dy_1 @ W_1, dW_d = dy_d.T @ x, db_d = the
+    sum of dy_d. x: (N, I), the weights (G*H, I), the biases (G*H,) or None. Its GEMMs inside
+    ``cublas_tf32`` where ``follows_cudnn_tf32(x)``."""
+
+    @staticmethod
+    def forward(ctx, x, w_0, w_1, b_0, b_1):
+        ctx.save_for_backward(x, w_0, w_1)
+        ctx.has_bias = b_0 is not None
+        gx = x.new_empty(2, x.shape[0], w_0.shape[0])
+        with products_like_cudnn(x):
+            for half, w, b in ((gx[0], w_0, b_0), (gx[1], w_1, b_1)):
+                torch.mm(x, w.t(), out=half) if b is None else torch.addmm(b, x, w.t(), out=half)
+        return gx
+
+    @staticmethod
+    @first_derivatives_only
+    def backward(ctx, dy):
+        x, w_0, w_1 = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        dx = dw_0 = dw_1 = db_0 = db_1 = None
+        with products_like_cudnn(x):
+            if need[0]:
+                dx = torch.mm(dy[0], w_0).addmm_(dy[1], w_1)
+            if need[1]:
+                dw_0 = dy[0].t() @ x
+            if need[2]:
+                dw_1 = dy[1].t() @ x
+        if ctx.has_bias:
+            db_0 = dy[0].sum(0) if need[3] else None
+            db_1 = dy[1].sum(0) if need[4] else None
+        return dx, dw_0, dw_1, db_0, db_1
+
+
+def project_both_directions(x: torch.Tensor, weights: list, biases: list) -> torch.Tensor:
+    """The input part of the gates of both directions of a bidirectional layer, (T, B, I) -> (2, T, B, G*H),
+    stacked as the kernels take them (``rnnlab.kernels``): each direction's GEMM writes its half of the
+    result, with no stacked copy beside the two (``_BothDirections``). ``weights``: the two W_ih (G*H, I);
+    ``biases``: the two biases (G*H,) or None. In TF32 where ``follows_cudnn_tf32(x)``; while torch.compile
+    traces, the two projections and ``torch.stack``."""
+    steps, batch, features = x.shape
+    if tracing(x) or x.numel() == 0:
+        return torch.stack([project_inputs(x, w, b) for w, b in zip(weights, biases, strict=True)])
+    flat = x.reshape(steps * batch, features)
+    return _BothDirections.apply(flat, *weights, *biases).view(2, steps, batch, -1)

@@ -17,6 +17,7 @@ from . import common, launch
 from .device import (
     activate,
     activation_slope,
+    directed,
     dot,
     load_step,
     load_w_tile,
@@ -65,6 +66,18 @@ def _rnn_fwd_kernel(
     # h_buf (2, B, H) fp32: h0 in slot 0; step s reads slot s % 2 and writes the other (tiled path); the
     # final h lands in slot T % 2. PREFETCH (on chip, resident): step s + 1's gx is loaded while step s
     # computes.
+    if REVERSE == 2:  # both directions in one launch: this program's direction of each stacked buffer
+        seq = T.to(tl.int64) * B * H
+        gx, out, w, h_buf = (
+            directed(gx, seq),
+            directed(out, seq),
+            directed(w, H * H),
+            directed(h_buf, 2 * B * H),
+        )
+        if SYNC:  # (None otherwise, as xch is without TAGGED)
+            counter = directed(counter, tl.num_programs(0))
+        if TAGGED:
+            xch = directed(xch, 2 * B * H)
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     row_mask = rows < B
     dt = w.dtype.element_ty
@@ -169,6 +182,20 @@ def _rnn_bwd_kernel(
     # dh_buf (B, H) fp32: d h_n in, dh0 out. Processing steps run s = T-1 .. 0. PREFETCH (resident
     # path): step s - 1's values are loaded while step s computes (on chip the compiler already
     # pipelines those loads, through shared memory).
+    if REVERSE == 2:  # both directions in one launch: this program's direction of each stacked buffer
+        seq = T.to(tl.int64) * B * H
+        w, out, d_pre, dh_buf = (
+            directed(w, H * H),
+            directed(out, seq),
+            directed(d_pre, seq),
+            directed(dh_buf, B * H),
+        )
+        if d_out is not None:  # (None: only the final state took a gradient)
+            d_out = directed(d_out, seq)
+        if SYNC:  # (None otherwise, as xch is without TAGGED)
+            counter = directed(counter, tl.num_programs(0))
+        if TAGGED:
+            xch = directed(xch, 2 * B * H)
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     row_mask = rows < B
     dt = w.dtype.element_ty
@@ -258,20 +285,21 @@ def _rnn_fwd_impl(
     nonlinearity: str,
     block_h: int,
 ) -> tuple[Tensor, Tensor]:
-    """Returns out (T, B, H) and h_n."""
-    steps, batch, hidden = gx.shape
+    """Returns out (T, B, H) and h_n (both directions stacked: (2, T, B, H) and (2, B, H))."""
+    directions = common.stacked_directions(gx, reverse)
+    steps, batch, hidden = gx.shape[-3:]
     gx, w_hh = gx.contiguous(), w_hh.contiguous()
-    out = common.new_buffer((steps, batch, hidden), gx.dtype, gx.device)
-    h_buf = common.fp32_state(h0, slots=2)  # (2, B, H) fp32: h0, then the steps in turn
+    out = common.new_buffer(gx.shape, gx.dtype, gx.device)
+    h_buf = common.fp32_state(h0, slots=2)  # ([2,] 2, B, H) fp32: h0, then the steps in turn
     if steps > 0 and batch > 0:
-        plan = launch.plan(1, hidden, batch, gx.dtype, gx.device, block_h)
+        plan = launch.plan(1, hidden, batch, gx.dtype, gx.device, block_h, directions=directions)
         with common.device_guard(gx):
             launch.run(
                 _rnn_fwd_kernel, plan, steps, (gx, w_hh, lengths, out, h_buf, steps, batch, hidden),
-                exchange=(batch, hidden),
+                exchange=(batch, hidden), directions=directions, shared=(lengths,),
                 ACT=_ACT[nonlinearity], HAS_LENGTHS=lengths is not None, REVERSE=reverse,
             )  # fmt: skip
-    return out, common.in_dtype(h_buf[steps % 2], gx.dtype)
+    return out, common.in_dtype(h_buf[..., steps % 2, :, :], gx.dtype)
 
 
 def _rnn_bwd_impl(
@@ -284,18 +312,20 @@ def _rnn_bwd_impl(
     nonlinearity: str,
     block_h: int,
 ) -> tuple[Tensor, Tensor]:
-    """Returns the pre-activation gradients (T, B, H) (= d gx) and dh0."""
-    steps, batch, hidden = out.shape
+    """Returns the pre-activation gradients (T, B, H) (= d gx) and dh0 (both directions: stacked)."""
+    directions = common.stacked_directions(out, reverse)
+    steps, batch, hidden = out.shape[-3:]
     d_out = None if d_out is None else d_out.contiguous()
     w_hh = w_hh.contiguous()
-    d_pre = common.new_buffer((steps, batch, hidden), out.dtype, out.device)
-    dh_buf = common.fp32_gradient(d_hn, out.shape[1:], out.device)  # (B, H) fp32
+    d_pre = common.new_buffer(out.shape, out.dtype, out.device)
+    dh_buf = common.fp32_gradient(d_hn, (*out.shape[:-3], batch, hidden), out.device)  # ([2,] B, H) fp32
     if steps > 0 and batch > 0:
-        plan = launch.plan(1, hidden, batch, out.dtype, out.device, block_h)
+        plan = launch.plan(1, hidden, batch, out.dtype, out.device, block_h, directions=directions)
         args = (w_hh, out.contiguous(), lengths, d_out, d_pre, dh_buf, steps, batch, hidden)
         with common.device_guard(out):
             launch.run(
                 _rnn_bwd_kernel, plan, steps, args, phased=True, exchange=(batch, hidden),
+                directions=directions, shared=(lengths,),
                 ACT=_ACT[nonlinearity], HAS_LENGTHS=lengths is not None, REVERSE=reverse,
             )  # fmt: skip
     return d_pre, common.in_dtype(dh_buf, out.dtype)
@@ -309,12 +339,12 @@ _rnn_bwd = torch.library.custom_op("rnnlab::rnn_bwd", _rnn_bwd_impl, mutates_arg
 
 @_rnn_fwd.register_fake
 def _(gx, w_hh, h0, lengths, reverse, nonlinearity, block_h):
-    return gx.new_empty(gx.shape), gx.new_empty(gx.shape[1:])
+    return gx.new_empty(gx.shape), gx.new_empty(h0.shape)
 
 
 @_rnn_bwd.register_fake
 def _(d_out, d_hn, w_hh, out, lengths, reverse, nonlinearity, block_h):
-    return out.new_empty(out.shape), out.new_empty(out.shape[1:])
+    return out.new_empty(out.shape), out.new_empty((*out.shape[:-3], *out.shape[-2:]))
 
 
 def _setup_context(ctx, inputs, output):
@@ -353,6 +383,10 @@ def rnn_recurrence(
     Returns out (T, B, H) (zero past each row's length) and h_n (B, H). Differentiable in gx, w_hh, h0.
     Same semantics as ``rnnlab.reference.rnn_recurrence``.
 
+    Both directions of a bidirectional layer at once: gx (2, T, B, H), w_hh (2, H, H), h0 (2, B, H), reverse
+    False; direction 1 runs in reverse, and out, h_n come back stacked likewise (one launch where
+    ``launch.bidir_launch`` says so).
+
     Example::
 
         out, h_n = rnn_recurrence(x @ w_ih.T + b, w_hh, h0, nonlinearity="relu")
@@ -365,5 +399,6 @@ def _rnn(gx, w_hh, h0, lengths=None, reverse=False, nonlinearity="tanh", block_h
     if nonlinearity not in common.NONLINEARITIES:
         raise ValueError(f"nonlinearity must be one of {common.NONLINEARITIES}, got {nonlinearity!r}")
     common.check_inputs(gx, w_hh, h0, 1)
-    lengths = common.lengths_arg(lengths, gx.shape[1], gx.device)
+    common.stacked_directions(gx, reverse)
+    lengths = common.lengths_arg(lengths, gx.shape[-2], gx.device)
     return _rnn_forward(gx, w_hh, h0, lengths, reverse, nonlinearity, block_h)

@@ -50,7 +50,11 @@ def warm(backend: str) -> None:
     """Import what ``backend`` will need (Triton and the kernel modules), outside any compiled region."""
     may_need = backend == "triton" or (backend == "auto" and torch.cuda.is_available())
     if may_need and triton_available() and "triton" not in _cache:
-        functions = {"project_inputs": importlib.import_module("rnnlab.kernels.projection").project_inputs}
+        projection = importlib.import_module("rnnlab.kernels.projection")
+        functions = {
+            "project_inputs": projection.project_inputs,
+            "project_both_directions": projection.project_both_directions,
+        }
         for cell in ("lstm", "gru", "rnn"):
             module = importlib.import_module(f"rnnlab.kernels.{cell}")
             functions[f"{cell}_recurrence"] = getattr(module, f"{cell}_recurrence")

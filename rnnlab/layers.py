@@ -90,7 +90,9 @@ class _RecurrentLayer(backends.BackendSwitch):
             out, h_n, c_n = self._run_torch_nn(x, h0, c0, lengths)
         else:
             concurrent = backend == "triton" and self.bidirectional and streams.enabled(x.device)
-            out, h_n, c_n = self._run_stack(backends.recurrences(backend), x, h0, c0, lengths, concurrent)
+            together = backend == "triton" and not concurrent  # (bidirectional layers: one call)
+            impl = backends.recurrences(backend)
+            out, h_n, c_n = self._run_stack(impl, x, h0, c0, lengths, concurrent, together)
         if self.batch_first:
             out = out.transpose(0, 1)
         if unbatched:
@@ -130,9 +132,10 @@ class _RecurrentLayer(backends.BackendSwitch):
         b_hh = getattr(self, "bias_hh" + suffix) if self.bias else None
         return w_ih, w_hh, b_ih, b_hh
 
-    def _run_stack(self, impl, x, h0, c0, lengths, concurrent=False):
+    def _run_stack(self, impl, x, h0, c0, lengths, concurrent=False, together=False):
         """Layers and directions on one of the recurrence implementations. x: (T, B, I) time-major.
-        ``concurrent``: a bidirectional layer's two directions on two CUDA streams (``rnnlab.streams``)."""
+        ``concurrent``: a bidirectional layer's two directions on two CUDA streams (``rnnlab.streams``);
+        ``together``: in one call of the recurrence, stacked (``_run_both_directions``)."""
         dtype = _compute_dtype(x)
         layer_input = x.to(dtype)
         h_n, c_n = [], []
@@ -140,6 +143,8 @@ class _RecurrentLayer(backends.BackendSwitch):
             runs = [(impl, layer, d, layer_input, h0, c0, lengths, dtype) for d in range(self._directions)]
             if concurrent and len(runs) == 2:
                 results = streams.side_by_side(self._run_direction, self._run_direction, *runs)
+            elif together and len(runs) == 2:
+                results = self._run_both_directions(impl, layer, layer_input, h0, c0, lengths, dtype)
             else:
                 results = [self._run_direction(*run) for run in runs]
             for _, h_last, c_last in results:
@@ -169,6 +174,29 @@ class _RecurrentLayer(backends.BackendSwitch):
             return impl.lstm_recurrence(gx, w_hh, h_init, c_init, lengths, reverse, overwrite_gx=True)
         out, h_last = impl.rnn_recurrence(gx, w_hh, h_init, lengths, reverse, self.nonlinearity)
         return out, h_last, None
+
+    def _run_both_directions(self, impl, layer, layer_input, h0, c0, lengths, dtype):
+        """Both directions of one layer in one call of the fused recurrence, their inputs stacked on a
+        leading axis (``rnnlab.kernels``: one launch where its plan allows, ``launch.bidir_launch``):
+        [(out (T, B, H), h_last, c_last or None)] of each direction, as ``_run_direction`` gives them."""
+        weights = [[None if w is None else w.to(dtype) for w in self._weights(layer, d)] for d in (0, 1)]
+        first = 2 * layer  # this layer's two directions in h0 / c0
+        h_init = h0[first : first + 2].to(dtype)
+        w_hh = torch.stack([w[1] for w in weights])
+        w_ih = [w[0] for w in weights]
+        if self._cell == "gru":  # gx is this call's own: the kernels may write the saved gates over it
+            gx = impl.project_both_directions(layer_input, w_ih, [w[2] for w in weights])  # (2, T, B, 3H)
+            b_hh = None if weights[0][3] is None else torch.stack([w[3] for w in weights])
+            out, h_last = impl.gru_recurrence(gx, w_hh, b_hh, h_init, lengths, overwrite_gx=True)
+            return [(out[d], h_last[d], None) for d in (0, 1)]
+        biases = [None if w[2] is None else w[2] + w[3] for w in weights]
+        gx = impl.project_both_directions(layer_input, w_ih, biases)  # (2, T, B, G*H), one buffer
+        if self._cell == "lstm":
+            c_init = c0[first : first + 2].to(dtype)
+            out, h_last, c_last = impl.lstm_recurrence(gx, w_hh, h_init, c_init, lengths, overwrite_gx=True)
+            return [(out[d], h_last[d], c_last[d]) for d in (0, 1)]
+        out, h_last = impl.rnn_recurrence(gx, w_hh, h_init, lengths, False, self.nonlinearity)
+        return [(out[d], h_last[d], None) for d in (0, 1)]
 
     def _run_torch_nn(self, x, h0, c0, lengths):
         """torch.nn's own implementation, time-major in and out; lengths go through a PackedSequence."""

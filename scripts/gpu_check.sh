@@ -81,10 +81,11 @@ fi
 
 # 3. Every kernel test compiled on CUDA, and the layers on backend="triton", torch.compile included.
 # 749 tests on 2026-11-27 (run 4: 563 in 72 s, 12 of them compile tests failing fast; passing, those 29 took
-# 27 s alone; since then about 30 fused-gates tests, each compiling its own kernels): 150 s, so that a slow
-# run still reaches pytest's summary.
+# 27 s alone; since then about 30 fused-gates tests, each compiling its own kernels, and 52 of both
+# directions in one launch, with kernels of their own, REVERSE=2): 170 s, so that a slow run still reaches
+# pytest's summary.
 if [ "${TESTS:-1}" = 1 ]; then
-    bounded "${TESTS_S:-150}" python -m pytest tests/kernels tests/layers/test_triton_backend.py \
+    bounded "${TESTS_S:-170}" python -m pytest tests/kernels tests/layers/test_triton_backend.py \
         tests/layers/test_layer_compile.py tests/layers/test_bidirectional_streams.py "${workers[@]}" \
         "${untagged[@]}" -q -rfE \
         -p no:cacheprovider > "$out/gpu-tests.log" 2>&1
@@ -106,7 +107,8 @@ grep -e "peak" "$out/memory-peak.log"
 # (--profile). A group is "rows|settings" (space-separated each); TUNE_GROUPS (groups separated by ";")
 # replaces the default groups. Knobs (kernels/launch.py): RNNLAB_ON_CHIP_BYTES, RNNLAB_ON_CHIP_STAGES,
 # RNNLAB_PREFETCH, RNNLAB_RESIDENT, RNNLAB_RESIDENT_ELEMENTS, RNNLAB_RESIDENT_STATE, RNNLAB_MAX_BLOCK_B,
-# RNNLAB_EXCHANGE, RNNLAB_FUSED_GATES, RNNLAB_TILE=BLOCK_N,BLOCK_K,warps,stages, and kernels/projection.py's
+# RNNLAB_EXCHANGE, RNNLAB_FUSED_GATES, RNNLAB_BIDIR_LAUNCH, RNNLAB_BIDIR_STREAMS,
+# RNNLAB_TILE=BLOCK_N,BLOCK_K,warps,stages, and kernels/projection.py's
 # RNNLAB_PROJECTION_TF32; several knobs in one setting joined by commas;
 # a row cell,B,T,I,H,dtype[,bi]. The default groups, most wanted first (a group cut short by the limit
 # loses only itself, a setting that fails its first call only itself; every setting was compiled for sm_90 first: experiments/kernels/
@@ -135,7 +137,11 @@ grep -e "peak" "$out/memory-peak.log"
 #   both directions on chip (with RNNLAB_ON_CHIP_STAGES=1 the backward needs 224 KB: it fits);
 # - LSTM B=16 H=768 fp16/bf16 (streamed, 16-column tiles) with W_hh resident (16 x 1024 x 4 slices: 192 KB
 #   of shared memory, and the forward spills) or with 32-column streamed tiles;
-# - bidirectional layers with the reverse direction on a second CUDA stream (RNNLAB_BIDIR_STREAMS=1);
+# - bidirectional layers: by default both directions in one launch where the plan is on chip (the two H=128
+#   rows) and one launch per direction on the split path (H=768); against a launch per direction always
+#   (RNNLAB_BIDIR_LAUNCH=separate, as before), one launch always (RNNLAB_BIDIR_LAUNCH=one: on the split
+#   path each direction then gets half the SMs), and the reverse direction on a second CUDA stream
+#   (RNNLAB_BIDIR_STREAMS=1);
 # - GRU H=128 fp16 without prefetch (its saving forward's kernel was 5% faster so), LSTM B=64 with
 #   16-row batch tiles (GRU's 16-row tiles beat cuDNN by more there).
 [ "${TUNE:-1}" = 1 ] || exit 0
@@ -151,7 +157,8 @@ RNNLAB_TILE=64,32,4,3,RNNLAB_RESIDENT_ELEMENTS=32768 RNNLAB_ON_CHIP_BYTES=196608
 RNNLAB_ON_CHIP_BYTES=196608,RNNLAB_ON_CHIP_STAGES=1;\
 lstm,16,512,768,768,fp16 lstm,16,512,768,768,bf16|RNNLAB_RESIDENT_ELEMENTS=65536,RNNLAB_RESIDENT_STATE=16384 \
 RNNLAB_TILE=32,64,4,4;\
-lstm,16,1024,128,128,bf16,bi gru,32,100,64,128,fp16,bi|RNNLAB_BIDIR_STREAMS=1;\
+lstm,16,1024,128,128,bf16,bi gru,32,100,64,128,fp16,bi lstm,16,512,768,768,bf16,bi|RNNLAB_BIDIR_LAUNCH=separate \
+RNNLAB_BIDIR_LAUNCH=one RNNLAB_BIDIR_STREAMS=1;\
 gru,16,1024,128,128,fp16 lstm,64,256,512,512,fp16|RNNLAB_PREFETCH=0 RNNLAB_MAX_BLOCK_B=16"
 IFS=";" read -r -a groups <<< "${TUNE_GROUPS:-$default_groups}"
 : > "$out/tune.log"

@@ -12,9 +12,10 @@ inlined helper can still move ptxas's register allocation: compare the SASS, not
 
 compiles as the JIT does for the benchmark's rows (B=8 aside): pointers 16-byte aligned and B, H multiples
 of 16, so it vectorizes the state and gate accesses (without --aligned: the code for an odd H, such as 200).
-``--no-prefetch`` compiles the kernels as RNNLAB_PREFETCH=0 runs them; ``--loops`` adds what one pass of
-each kernel's time loop issues (``time_loop``). ``--tile-widths`` compiles only the split path's 16-row
-tiles at 16, 32 and 64 columns (``tile_widths``).
+``--no-prefetch`` compiles the kernels as RNNLAB_PREFETCH=0 runs them; ``--both-directions`` as a
+bidirectional layer's two directions run in one launch (REVERSE=2: each program finds its direction from
+the grid); ``--loops`` adds what one pass of each kernel's time loop issues (``time_loop``).
+``--tile-widths`` compiles only the split path's 16-row tiles at 16, 32 and 64 columns (``tile_widths``).
 
     python experiments/kernels/compile_sm90.py --loops --rows lstm,16,512,768,768,fp16 \
         --settings default RNNLAB_RESIDENT_ELEMENTS=65536
@@ -281,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-prefetch", action="store_true", help="as RNNLAB_PREFETCH=0 runs them")
     parser.add_argument("--loops", action="store_true", help="also the instruction mix of the time loop")
     parser.add_argument("--tile-widths", action="store_true", help="only the 16-row split tiles' widths")
+    parser.add_argument(
+        "--both-directions", action="store_true", help="REVERSE=2: a bidirectional layer's two in one launch"
+    )
     parser.add_argument("--rows", nargs="+", default=[], metavar="cell,B,T,I,H,dtype", help="planned rows")
     parser.add_argument("--settings", nargs="+", default=["default"], metavar="RNNLAB_X=V[,...]")
     parser.add_argument(
@@ -305,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         tile_widths(loops)
         return 0
     notes = (", aligned" if aligned else "") + ("" if prefetch else ", no prefetch")
+    notes += ", both directions in one launch" if args.both_directions else ""
     limit = SHARED_LIMIT[args.arch]
     print(f"# triton {triton.__version__}, target {arch}{notes}")
     for cell, (fwd, bwd, cell_constants) in CELLS.items():
@@ -314,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
                     meta,
                     SYNC=True,
                     HAS_LENGTHS=True,
-                    REVERSE=False,
+                    REVERSE=2 if args.both_directions else False,
                     PREFETCH=prefetch,
                     PRECISION=precision,
                     UPCAST=False,

@@ -13,6 +13,11 @@ Every recurrence here, and every fused kernel in ``rnnlab.kernels``, takes the s
 
 They return ``out`` (T, B, H) and the final states (B, H).
 
+Both directions of a bidirectional layer may also go in one call: ``gx`` (2, T, B, G*H), ``w_hh``
+(2, G*H, H), the states (2, B, H) (and GRU's ``b_hh`` (2, 3H)), ``reverse`` False; direction 0 runs forward
+in time, direction 1 in reverse, and every output comes back stacked the same way (``both_directions``).
+The fused kernels run such a call in one launch where they can; here it is two calls.
+
 Internally every recurrence runs forward in "processing order": a reverse direction flips its inputs once
 before the loop and its outputs once after it, so one loop serves both directions. The same validity mask
 serves both directions too: a forward row freezes after its length, a reverse row waits (holding h0) until
@@ -39,6 +44,17 @@ def to_processing_order(tensor: torch.Tensor | None, reverse: bool) -> torch.Ten
     if tensor is None or not reverse:
         return tensor
     return tensor.flip(0)
+
+
+def both_directions(run, reverse: bool) -> tuple[torch.Tensor, ...]:
+    """The outputs of ``run(0)`` (direction 0, forward in time) and ``run(1)`` (direction 1, reverse), each
+    stacked on a new leading axis: the stacked form of the interface above, where ``reverse`` must be
+    False."""
+    if reverse:
+        raise ValueError(
+            "reverse must be False when gx holds both directions, (2, T, B, G*H): direction 1 runs in reverse"
+        )
+    return tuple(torch.stack(pair) for pair in zip(run(0), run(1), strict=True))
 
 
 def previous_states(first: torch.Tensor, states: torch.Tensor) -> torch.Tensor:

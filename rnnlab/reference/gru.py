@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .common import (
+    both_directions,
     first_derivatives_only,
     masked,
     previous_states,
@@ -120,7 +121,14 @@ def gru_recurrence(
     the reset gate multiplies its n part); h0: (B, H); lengths: (B,) or None.
     Returns out (T, B, H), h_n (B, H). See ``rnnlab.reference.common`` for the conventions.
     ``overwrite_gx`` is the fused kernels' permission to reuse gx's memory (``rnnlab.kernels``); the
-    reference accepts it for the same signature and never writes to gx.
+    reference accepts it for the same signature and never writes to gx. Both directions at once: gx
+    (2, T, B, 3H), w_hh (2, 3H, H), b_hh (2, 3H) or None, h0 (2, B, H), outputs stacked likewise
+    (``both_directions``).
     """
+    if gx.dim() == 4:
+        bias = (None, None) if b_hh is None else b_hh
+        return both_directions(
+            lambda d: gru_recurrence(gx[d], w_hh[d], bias[d], h0[d], lengths, d == 1), reverse
+        )
     mask = validity_mask(lengths, gx.shape[0], gx.device)
     return GRURecurrence.apply(gx, w_hh, b_hh, h0, mask, reverse)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from .common import (
+    both_directions,
     first_derivatives_only,
     masked,
     previous_states,
@@ -142,7 +143,12 @@ def lstm_recurrence(
     gx: (T, B, 4H) = x @ W_ih.T + b_ih + b_hh; w_hh: (4H, H); h0, c0: (B, H); lengths: (B,) or None.
     Returns out (T, B, H), h_n (B, H), c_n (B, H). See ``rnnlab.reference.common`` for the conventions.
     ``overwrite_gx`` is the fused kernels' permission to reuse gx's memory (``rnnlab.kernels``); the
-    reference accepts it for the same signature and never writes to gx.
+    reference accepts it for the same signature and never writes to gx. Both directions at once: gx
+    (2, T, B, 4H), w_hh (2, 4H, H), h0, c0 (2, B, H), outputs stacked likewise (``both_directions``).
     """
+    if gx.dim() == 4:
+        return both_directions(
+            lambda d: lstm_recurrence(gx[d], w_hh[d], h0[d], c0[d], lengths, d == 1), reverse
+        )
     mask = validity_mask(lengths, gx.shape[0], gx.device)
     return LSTMRecurrence.apply(gx, w_hh, h0, c0, mask, reverse)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from .common import (
+    both_directions,
     first_derivatives_only,
     masked,
     previous_states,
@@ -103,9 +104,13 @@ def rnn_recurrence(
     """Run an Elman RNN over precomputed input projections.
 
     gx: (T, B, H) = x @ W_ih.T + b_ih + b_hh; w_hh: (H, H); h0: (B, H); lengths: (B,) or None;
-    nonlinearity: "tanh", "relu" or "sigmoid". Returns out (T, B, H), h_n (B, H).
+    nonlinearity: "tanh", "relu" or "sigmoid". Returns out (T, B, H), h_n (B, H). Both directions at once:
+    gx (2, T, B, H), w_hh (2, H, H), h0 (2, B, H), outputs stacked likewise (``both_directions``).
     """
     if nonlinearity not in NONLINEARITIES:
         raise ValueError(f"nonlinearity must be one of {NONLINEARITIES}, got {nonlinearity!r}")
+    if gx.dim() == 4:
+        run = lambda d: rnn_recurrence(gx[d], w_hh[d], h0[d], lengths, d == 1, nonlinearity)  # noqa: E731
+        return both_directions(run, reverse)
     mask = validity_mask(lengths, gx.shape[0], gx.device)
     return RNNRecurrence.apply(gx, w_hh, h0, mask, reverse, nonlinearity)

@@ -39,18 +39,23 @@ class Case:
     init: str = "random"  # initial states: "random" or "zeros"
     nonlinearity: str = "tanh"  # rnn only
     bias: bool = True  # gru only: b_hh or None
+    directions: int = 1  # 2: both directions of a bidirectional layer stacked in one call (reverse False)
 
 
 def draw_inputs(case: Case, device: str | torch.device = DEVICE) -> dict[str, torch.Tensor | None]:
     """Fresh random inputs in float64, already rounded to case.dtype. W_hh ~ N(0, 1/H): gates neither
     saturate nor vanish, so every gradient path carries signal."""
     g, h, b = GATES[case.cell], case.hidden, case.batch
+    lead = (2,) if case.directions == 2 else ()  # the stacked form: a leading direction axis on each
 
     def draw(*shape, scale=1.0):
+        shape = (*lead, *shape)
         return (torch.randn(*shape, dtype=torch.float64, device=device) * scale).to(case.dtype).double()
 
     def state():
-        return draw(b, h, scale=0.5) if case.init == "random" else torch.zeros(b, h, dtype=torch.float64)
+        if case.init == "random":
+            return draw(b, h, scale=0.5)
+        return torch.zeros(*lead, b, h, dtype=torch.float64)
 
     inputs = {"gx": draw(case.steps, b, g * h), "w_hh": draw(g * h, h, scale=h**-0.5)}
     if case.cell == "gru":

@@ -138,3 +138,35 @@ def test_new_sequence_length_reuses_the_compiled_kernel(cell):
     before = _compiled_count(kernel)
     check(Case(cell, 3, 17, 48, torch.bfloat16), device="cuda")
     assert _compiled_count(kernel) == before
+
+
+@pytest.mark.parametrize("path", ["onchip", "resident", "streamed", "tagged"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_both_directions_in_one_launch(monkeypatch, cell, path):
+    """A bidirectional layer's two directions stacked in one call and one launch, the grid's third axis the
+    direction: on chip, and on the split path with RNNLAB_BIDIR_LAUNCH=one, where each direction's programs
+    meet at their own barrier counters (or tagged words), half the SMs a direction, over several batch
+    tiles. Against the reference, and the same bits run after run (a barrier shared by the directions, or
+    programs of one direction waiting on the other's SMs, would show here: wrong, varying, or hung)."""
+    from rnnlab.kernels import common, launch
+
+    monkeypatch.setenv("RNNLAB_BIDIR_LAUNCH", "one")
+    monkeypatch.setenv("RNNLAB_EXCHANGE", "tagged" if path == "tagged" else "barrier")
+    if path != "onchip":
+        monkeypatch.setenv("RNNLAB_ON_CHIP_BYTES", "16384")  # at H=100 (BH 128) every cell's W_hh would fit
+    hidden = {"onchip": 64, "resident": 100, "tagged": 100}.get(path, 600 if cell == "rnn" else 300)
+    case = Case(cell, 80, 40, hidden, torch.bfloat16, lengths=True, directions=2)
+    plan = launch.plan(common.GATES[cell], hidden, 80, case.dtype, torch.device("cuda"), directions=2)
+    assert plan.directions == 2 and plan.grid[0] > 1
+    assert plan.meta["ON_CHIP"] == (path == "onchip") and plan.sync == (path != "onchip")
+    assert plan.meta["RESIDENT"] == (path in ("resident", "tagged")) and plan.tagged == (path == "tagged")
+    check(case, device="cuda")
+    inputs, lengths = draw_inputs(case, "cuda"), draw_lengths(case, "cuda")
+    runs = []
+    for _ in range(3):
+        got, leaves = run(case, inputs, lengths, "kernel", case.dtype)
+        torch.autograd.backward(got, [torch.ones_like(g) for g in got])
+        runs.append([*got, *(leaf.grad for leaf in leaves.values() if leaf is not None)])
+    for again in runs[1:]:
+        for a, b in zip(runs[0], again, strict=True):
+            assert torch.equal(a, b)

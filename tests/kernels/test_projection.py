@@ -3,6 +3,7 @@ torch.backends.cudnn.allow_tf32 is on, as torch.nn's cuDNN RNNs do, with cuBLAS'
 The switching and the autograd formulas are checked here on the CPU; that CUDA really computes in TF32 is
 checked by the gpu-marked tests at the end (skipped without a CUDA device)."""
 
+import contextlib
 import inspect
 import json
 import subprocess
@@ -163,6 +164,36 @@ def test_tf32_projection_has_the_linear_gradients(monkeypatch, bias, needs):
         torch.testing.assert_close(g, w_)
     assert applied  # the TF32 path ran, not the plain one
     assert _readings() == before
+
+
+@pytest.mark.parametrize(
+    "bias, needs",
+    [(True, "all"), (True, "x"), (True, "weights"), (True, "biases"), (False, "all"), (False, "x")],
+)
+def test_both_directions_projected_into_one_buffer(monkeypatch, bias, needs):
+    """project_both_directions (bidirectional layers on the triton backend): the two directions' GEMMs each
+    write a half of one (2, T, B, G*H) buffer, with their own autograd formulas: values and gradients
+    those of the two projections stacked, in the TF32 block (a no-op on the CPU) where it applies."""
+    blocks = []
+    monkeypatch.setattr(projection, "follows_cudnn_tf32", lambda tensor: True)
+    monkeypatch.setattr(projection, "cublas_tf32", lambda: blocks.append(1) or contextlib.nullcontext())
+    x = torch.randn(7, 3, 5, dtype=torch.float64, requires_grad=needs in ("all", "x"))
+    weights = [
+        torch.randn(12, 5, dtype=torch.float64, requires_grad=needs in ("all", "weights")) for _ in "01"
+    ]
+    biases = [torch.randn(12, dtype=torch.float64, requires_grad=needs in ("all", "biases")) for _ in "01"]
+    biases = biases if bias else [None, None]
+    got = projection.project_both_directions(x, weights, biases)
+    want = torch.stack([F.linear(x, w, b) for w, b in zip(weights, biases, strict=True)])
+    assert got.shape == (2, 7, 3, 12) and got.is_contiguous()
+    torch.testing.assert_close(got, want)
+    leaves = [t for t in (x, *weights, *biases) if t is not None and t.requires_grad]
+    dy = torch.randn_like(want)
+    for g, w_ in zip(
+        torch.autograd.grad(got, leaves, dy), torch.autograd.grad(want, leaves, dy), strict=True
+    ):
+        torch.testing.assert_close(g, w_)
+    assert len(blocks) == 2  # the forward's two GEMMs in one block, the backward's in another
 
 
 def test_cpu_projection_is_the_reference_one():

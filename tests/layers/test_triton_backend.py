@@ -143,8 +143,47 @@ def test_triton_layer_on_the_tf32_gemm_path(monkeypatch, cell):
             inp.grad,
             *[p.grad.clone() for p in layer.parameters()],
         ]
-    # two layers, two directions: each projection forward, its backward, and dW_hh's GEMMs (GRU's in two
-    # calls: the r and z rows from their gate gradients, the n rows from the gradient of W_hn h + b_hn)
-    assert len(blocks) == 4 * (4 if cell == "gru" else 3)
+    # two layers: the projection of both directions forward (one block for both: projection.py's
+    # project_both_directions), its backward, and each direction's dW_hh GEMMs (GRU's in two calls: the r
+    # and z rows from their gate gradients, the n rows from the gradient of W_hn h + b_hn)
+    assert len(blocks) == 2 * (2 + 2 * (2 if cell == "gru" else 1))
     for got, want in zip(results["triton"], results["reference"], strict=True):
         assert_relative_close(got, want, 1e-4, "output, state or gradient")
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
+def test_bidirectional_layer_gives_the_same_bits_however_its_directions_launch(monkeypatch, cell):
+    """A bidirectional triton layer hands both directions to the kernels in one stacked call
+    (``rnnlab.kernels``: one launch on chip, and with RNNLAB_BIDIR_LAUNCH=one on the split path too) or,
+    with RNNLAB_BIDIR_LAUNCH=separate, runs them one after the other: outputs, states and every gradient
+    identical to the bit, on chip (H = 5) and split (H = 200 > the interpreter's on-chip bound), where the
+    plan is the same. On the split path in one launch each direction's plan has half the programs, so its
+    column tiles, and the order of its sums, differ: equal there to fp32's rounding."""
+    cls, extra = CELLS[cell]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    for hidden in (5, 200):
+        torch.manual_seed(0)
+        layer = cls(4, hidden, num_layers=2, bidirectional=True, backend="triton", **extra).to(device)
+        x = torch.randn(5, 3, 4, device=device)
+        lengths = torch.tensor([5, 1, 3])
+        results = {}
+        for how in ("separate", "auto", "one"):
+            monkeypatch.setenv("RNNLAB_BIDIR_LAUNCH", how)
+            layer.zero_grad()
+            inp = x.clone().requires_grad_()
+            out, state = layer(inp, lengths=lengths)
+            torch.manual_seed(3)
+            ((out * torch.randn_like(out)).sum() + sum(s.sum() for s in flatten_states(state))).backward()
+            results[how] = [
+                out,
+                *flatten_states(state),
+                inp.grad,
+                *[p.grad.clone() for p in layer.parameters()],
+            ]
+        for got, want in zip(results["auto"], results["separate"], strict=True):
+            assert torch.equal(got, want)
+        for got, want in zip(results["one"], results["separate"], strict=True):
+            if hidden == 5:
+                assert torch.equal(got, want)
+            else:
+                assert_relative_close(got, want, 1e-5, "one launch on the split path")
