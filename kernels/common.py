@@ -293,8 +293,9 @@ def fp32_gradient(grad: torch.Tensor | None, shape, device: torch.device) -> tor
 def in_dtype(buf: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """A kernel's fp32 state buffer handed back in ``dtype``: for fp32 the buffer itself, no copy, else
     converted. A slot of a (2, B, H) scratch comes back detached from it (not a view), so that autograd
-    lets callers modify the state in place, as torch.nn's."""
-    return buf.to(dtype).detach()
+    lets callers modify the state in place, as torch.nn's; contiguous (a slot of both directions' (2, 2, B,
+    H) scratch is strided: copied, 2 * B * H elements)."""
+    return buf.to(dtype).detach().contiguous()
 
 
 def overwrite_allowed(gx: torch.Tensor, overwrite_gx: bool, save: bool) -> bool:

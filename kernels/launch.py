@@ -118,6 +118,16 @@ def bidir_launch() -> str:
     return spec
 
 
+def both_directions_at_once(
+    gates: int, hidden: int, batch: int, dtype: torch.dtype, device: torch.device
+) -> bool:
+    """Whether a call holding both directions (``plan``'s ``directions`` = 2) runs them in one launch.
+    Where it would not, a caller gains nothing by stacking them and pays memory: a stacked call's backward
+    holds both directions' buffers at once, where two calls free the first direction's before the second
+    runs (experiments/kernels/README.md, "Both directions in one launch")."""
+    return plan(gates, hidden, batch, dtype, device, directions=2).directions == 2
+
+
 def sms_for_a_plan(device: torch.device) -> int:
     """The SMs one split plan may fill: all of them, or half where ``bidir_streams`` runs two directions'
     kernels at once. A split plan's programs wait for each other every step, so all of them must be

@@ -30,6 +30,8 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from . import backends, streams
+from .kernels import launch
+from .kernels.common import GATES
 from .reference import NONLINEARITIES
 from .validation import check_input, check_lengths, check_state
 
@@ -135,24 +137,35 @@ class _RecurrentLayer(backends.BackendSwitch):
     def _run_stack(self, impl, x, h0, c0, lengths, concurrent=False, together=False):
         """Layers and directions on one of the recurrence implementations. x: (T, B, I) time-major.
         ``concurrent``: a bidirectional layer's two directions on two CUDA streams (``rnnlab.streams``);
-        ``together``: in one call of the recurrence, stacked (``_run_both_directions``)."""
+        ``together``: in one call of the recurrence, stacked (``_run_both_directions``), where the kernels
+        run that in one launch (``launch.both_directions_at_once``)."""
         dtype = _compute_dtype(x)
         layer_input = x.to(dtype)
-        h_n, c_n = [], []
+        shape = (GATES[self._cell], self.hidden_size, x.shape[1], dtype, x.device)  # of launch.plan
+        h_n, c_n = [], []  # chunks (directions, B, H) of the final states, layer by layer
         for layer in range(self.num_layers):
-            runs = [(impl, layer, d, layer_input, h0, c0, lengths, dtype) for d in range(self._directions)]
-            if concurrent and len(runs) == 2:
-                results = streams.side_by_side(self._run_direction, self._run_direction, *runs)
-            elif together and len(runs) == 2:
-                results = self._run_both_directions(impl, layer, layer_input, h0, c0, lengths, dtype)
-            else:
-                results = [self._run_direction(*run) for run in runs]
-            for _, h_last, c_last in results:
+            if together and self.bidirectional and launch.both_directions_at_once(*shape):
+                out, h_last, c_last = self._run_both_directions(
+                    impl, layer, layer_input, h0, c0, lengths, dtype
+                )
+                # (2, T, B, H) -> (T, B, 2H): one copy, as the cat below. Not through out[0] and out[1]:
+                # autograd would build each slice's gradient as a zero-filled (2, T, B, H) tensor.
+                layer_input = out.permute(1, 2, 0, 3).reshape(*out.shape[1:3], -1)
                 h_n.append(h_last)
-                if c_last is not None:
-                    c_n.append(c_last)
-            outputs = [out for out, _, _ in results]
-            layer_input = torch.cat(outputs, dim=2) if len(outputs) > 1 else outputs[0]  # (T, B, D*H)
+                c_n += [] if c_last is None else [c_last]
+            else:
+                runs = [
+                    (impl, layer, d, layer_input, h0, c0, lengths, dtype) for d in range(self._directions)
+                ]
+                if concurrent and len(runs) == 2:
+                    results = streams.side_by_side(self._run_direction, self._run_direction, *runs)
+                else:
+                    results = [self._run_direction(*run) for run in runs]
+                for _, h_last, c_last in results:
+                    h_n.append(h_last.unsqueeze(0))
+                    c_n += [] if c_last is None else [c_last.unsqueeze(0)]
+                outputs = [out for out, _, _ in results]
+                layer_input = torch.cat(outputs, dim=2) if len(outputs) > 1 else outputs[0]  # (T, B, D*H)
             if self.dropout and self.training and layer < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout, training=True)
         return layer_input, _stack(h_n), (_stack(c_n) if c_n else None)
@@ -178,7 +191,7 @@ class _RecurrentLayer(backends.BackendSwitch):
     def _run_both_directions(self, impl, layer, layer_input, h0, c0, lengths, dtype):
         """Both directions of one layer in one call of the fused recurrence, their inputs stacked on a
         leading axis (``rnnlab.kernels``: one launch where its plan allows, ``launch.bidir_launch``):
-        [(out (T, B, H), h_last, c_last or None)] of each direction, as ``_run_direction`` gives them."""
+        out (2, T, B, H), h_last (2, B, H), c_last (2, B, H) or None."""
         weights = [[None if w is None else w.to(dtype) for w in self._weights(layer, d)] for d in (0, 1)]
         first = 2 * layer  # this layer's two directions in h0 / c0
         h_init = h0[first : first + 2].to(dtype)
@@ -187,16 +200,13 @@ class _RecurrentLayer(backends.BackendSwitch):
         if self._cell == "gru":  # gx is this call's own: the kernels may write the saved gates over it
             gx = impl.project_both_directions(layer_input, w_ih, [w[2] for w in weights])  # (2, T, B, 3H)
             b_hh = None if weights[0][3] is None else torch.stack([w[3] for w in weights])
-            out, h_last = impl.gru_recurrence(gx, w_hh, b_hh, h_init, lengths, overwrite_gx=True)
-            return [(out[d], h_last[d], None) for d in (0, 1)]
+            return (*impl.gru_recurrence(gx, w_hh, b_hh, h_init, lengths, overwrite_gx=True), None)
         biases = [None if w[2] is None else w[2] + w[3] for w in weights]
         gx = impl.project_both_directions(layer_input, w_ih, biases)  # (2, T, B, G*H), one buffer
         if self._cell == "lstm":
             c_init = c0[first : first + 2].to(dtype)
-            out, h_last, c_last = impl.lstm_recurrence(gx, w_hh, h_init, c_init, lengths, overwrite_gx=True)
-            return [(out[d], h_last[d], c_last[d]) for d in (0, 1)]
-        out, h_last = impl.rnn_recurrence(gx, w_hh, h_init, lengths, False, self.nonlinearity)
-        return [(out[d], h_last[d], None) for d in (0, 1)]
+            return impl.lstm_recurrence(gx, w_hh, h_init, c_init, lengths, overwrite_gx=True)
+        return (*impl.rnn_recurrence(gx, w_hh, h_init, lengths, False, self.nonlinearity), None)
 
     def _run_torch_nn(self, x, h0, c0, lengths):
         """torch.nn's own implementation, time-major in and out; lengths go through a PackedSequence."""
@@ -231,9 +241,10 @@ class _RecurrentLayer(backends.BackendSwitch):
         return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices), state
 
 
-def _stack(states: list[torch.Tensor]) -> torch.Tensor:
-    """(L*D, B, H) from the L*D final states (B, H): a view of a single layer's one state, no copy."""
-    return states[0].unsqueeze(0) if len(states) == 1 else torch.stack(states)
+def _stack(chunks: list[torch.Tensor]) -> torch.Tensor:
+    """(L*D, B, H) from the final states in chunks (1 or 2, B, H), layer by layer: a single chunk itself
+    (no copy: a view of a one-direction layer's state), else one ``cat``."""
+    return chunks[0] if len(chunks) == 1 else torch.cat(chunks)
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:

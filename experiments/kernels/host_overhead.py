@@ -3,6 +3,7 @@ GPU waits for when a call's kernels are short (small T, one decoding step at a t
 `triton.testing.do_bench` counts in each repetition it times.
 
     python experiments/kernels/host_overhead.py            # ~1 minute on 2 cores
+    python experiments/kernels/host_overhead.py --bidirectional
 
 A tiny layer (B=1, T=1, I=H=16, fp32) runs the benchmark's forward and forward+backward (rnnlab.bench.measure)
 on CPU tensors with every Triton launch replaced by a no-op (memory_model.kernel_launches_stubbed), so what
@@ -122,13 +123,14 @@ def ops_per_call(fn) -> tuple[int, int]:
     return len(log.ops), len(launching)
 
 
-def op_table(cells: list[str]) -> None:
-    print("\ntorch ops per forward+backward (all / launching GPU work), B=2 T=3 I=H=16\n")
+def op_table(cells: list[str], directions: int = 1) -> None:
+    layers = " of bidirectional layers" if directions == 2 else ""
+    print(f"\ntorch ops per forward+backward{layers} (all / launching GPU work), B=2 T=3 I=H=16\n")
     print("| cell | dtype | triton | torch.nn (CPU path) |")
     print("|---|---|---|---|")
     for cell in cells:
         for dtype in ("fp32", "bf16"):
-            layer, x, grad_out = make_case(Row(cell, 2, 3, 16, 16, dtype), "cpu")
+            layer, x, grad_out = make_case(Row(cell, 2, 3, 16, 16, dtype, directions=directions), "cpu")
             counts = []
             for backend in ("triton", "cudnn"):
                 _, forward_backward = steps_for(layer, backend, x, grad_out)
@@ -140,7 +142,9 @@ def op_table(cells: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cells", nargs="+", default=["lstm", "gru", "rnn"], choices=["lstm", "gru", "rnn"])
+    parser.add_argument("--bidirectional", action="store_true", help="bidirectional layers")
     args = parser.parse_args(argv)
+    directions = 2 if args.bidirectional else 1
     torch.set_num_threads(1)
     print("µs per call (fwd / fwd+bwd)\n")
     print(
@@ -149,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("|---|---|---|---|---|---|")
     for cell in args.cells:
-        layer, x, grad_out = make_case(Row(cell, 1, 1, 16, 16, "fp32"), "cpu")
+        layer, x, grad_out = make_case(Row(cell, 1, 1, 16, 16, "fp32", directions=directions), "cpu")
         ways = {
             "triton": ("triton", contextlib.nullcontext()),
             "custom ops": ("triton", through_custom_ops(cell)),
@@ -164,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                 times = microseconds_per_call(forward), microseconds_per_call(forward_backward)
             cells.append("{:.0f} / {:.0f}".format(*times))
         print(f"| {cell.upper()} | " + " | ".join(cells) + " |")
-    op_table(args.cells)
+    op_table(args.cells, directions)
     return 0
 
 

@@ -3,6 +3,7 @@ records in its `peak_mb` column, without a GPU.
 
     python experiments/kernels/memory_model.py                      # every CUDA row, all dtypes (~6 min)
     python experiments/kernels/memory_model.py --dtypes fp32 --csv /tmp/m.csv
+    python experiments/kernels/memory_model.py --bidirectional --dtypes bf16   # as bidirectional layers
 
 The benchmark's own forward+backward (rnnlab.bench.measure: make_case, steps_for) runs on CPU tensors with
 every Triton kernel launch replaced by a no-op: each buffer the kernels would fill is still allocated exactly
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import dataclasses
 import os
 import sys
 import traceback
@@ -153,8 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cells", nargs="+", default=["lstm", "gru", "rnn"], choices=["lstm", "gru", "rnn"])
     parser.add_argument("--measured", type=Path, default=HERE / "h100-run4" / "bench-cuda.csv")
     parser.add_argument("--csv", type=Path, default=None, help="also write the table here")
+    parser.add_argument(
+        "--bidirectional", action="store_true", help="each row as a bidirectional layer (nothing measured)"
+    )
     args = parser.parse_args(argv)
     measured = read_column(args.measured, "peak_mb") if args.measured.exists() else {}
+    if args.bidirectional:
+        measured = {}  # the GPU runs measured one-direction layers only
     header = [
         "cell",
         "B",
@@ -170,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header), flush=True)
     lines = []
     for row in grid("cuda", quick=False, cells=args.cells, dtypes=args.dtypes):
+        row = dataclasses.replace(row, directions=2) if args.bidirectional else row
         key = (row.cell, row.batch, row.steps, row.input_size, row.hidden, row.dtype)
         model = modeled_peak_mb(row)
         got = measured.get(key, {})

@@ -42,6 +42,9 @@ def _case(cell, device, dtype, hidden=32):
 def test_two_streams_give_the_one_stream_results_exactly(monkeypatch, cell, dtype):
     layer, x, hx, lengths = _case(cell, "cuda", dtype)
     monkeypatch.setenv("RNNLAB_BIDIR_STREAMS", "0")
+    monkeypatch.setenv(
+        "RNNLAB_BIDIR_LAUNCH", "separate"
+    )  # one stream, each direction its own call, as on two
     want = _run(layer, x, hx, lengths)
     monkeypatch.setenv("RNNLAB_BIDIR_STREAMS", "1")
     for _ in range(3):  # again and again: a missing wait between the streams would show as a race

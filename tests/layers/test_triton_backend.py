@@ -152,16 +152,17 @@ def test_triton_layer_on_the_tf32_gemm_path(monkeypatch, cell):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
-def test_bidirectional_layer_gives_the_same_bits_however_its_directions_launch(monkeypatch, cell):
-    """A bidirectional triton layer hands both directions to the kernels in one stacked call
-    (``rnnlab.kernels``: one launch on chip, and with RNNLAB_BIDIR_LAUNCH=one on the split path too) or,
-    with RNNLAB_BIDIR_LAUNCH=separate, runs them one after the other: outputs, states and every gradient
-    identical to the bit, on chip (H = 5) and split (H = 200 > the interpreter's on-chip bound), where the
-    plan is the same. On the split path in one launch each direction's plan has half the programs, so its
-    column tiles, and the order of its sums, differ: equal there to fp32's rounding."""
+def test_bidirectional_layer_gives_the_same_results_however_its_directions_launch(monkeypatch, cell):
+    """A bidirectional triton layer hands both directions to the kernels in one stacked call where they run
+    in one launch (on chip, H = 5; with RNNLAB_BIDIR_LAUNCH=one on the split path too, H = 200 > the
+    interpreter's on-chip bound), and otherwise runs them one after the other. Outputs, states and every
+    gradient: identical to the bit between settings that take the same path, and to fp32's rounding
+    between the stacked call and two calls (the stacked input projection is its own GEMM, and on the
+    split path one launch gives each direction half the programs: other column tiles, other sums)."""
     cls, extra = CELLS[cell]
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    for hidden in (5, 200):
+    # (H, two settings that take the same path: identical bits; the third takes the other)
+    for hidden, same, twin in ((5, "one", "auto"), (200, "separate", "auto")):
         torch.manual_seed(0)
         layer = cls(4, hidden, num_layers=2, bidirectional=True, backend="triton", **extra).to(device)
         x = torch.randn(5, 3, 4, device=device)
@@ -180,10 +181,27 @@ def test_bidirectional_layer_gives_the_same_bits_however_its_directions_launch(m
                 inp.grad,
                 *[p.grad.clone() for p in layer.parameters()],
             ]
-        for got, want in zip(results["auto"], results["separate"], strict=True):
-            assert torch.equal(got, want)
-        for got, want in zip(results["one"], results["separate"], strict=True):
-            if hidden == 5:
-                assert torch.equal(got, want)
-            else:
-                assert_relative_close(got, want, 1e-5, "one launch on the split path")
+        other = ({"separate", "auto", "one"} - {same, twin}).pop()
+        for got, want, far in zip(results[same], results[twin], results[other], strict=True):
+            assert torch.equal(got, want), (hidden, same, twin)
+            assert_relative_close(far, want, 1e-5, f"H={hidden}: {other} against {twin}")
+
+
+@pytest.mark.parametrize(
+    "how, hidden, stacked",
+    [("auto", 5, True), ("auto", 200, False), ("one", 200, True), ("separate", 5, False)],
+)
+def test_bidirectional_layer_stacks_its_directions_only_for_one_launch(monkeypatch, how, hidden, stacked):
+    """The layer hands the kernels both directions in one call only where they run in one launch: a stacked
+    call whose directions launch one after the other gains nothing and holds both directions' backward
+    buffers at once (experiments/kernels/README.md, "Both directions in one launch")."""
+    monkeypatch.setenv("RNNLAB_BIDIR_LAUNCH", how)
+    calls = []
+    both = rnnlab.LSTM._run_both_directions
+    monkeypatch.setattr(rnnlab.LSTM, "_run_both_directions", lambda *a: calls.append(1) or both(*a))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    layer = rnnlab.LSTM(4, hidden, num_layers=2, bidirectional=True, backend="triton").to(device)
+    out, (h_n, c_n) = layer(torch.randn(3, 2, 4, device=device))
+    assert len(calls) == (2 if stacked else 0)  # one per layer
+    assert out.shape == (3, 2, 2 * hidden) and h_n.shape == c_n.shape == (4, 2, hidden)
+    assert h_n.is_contiguous() and c_n.is_contiguous()
