@@ -271,6 +271,18 @@ def _graph_used_once() -> bool:
         return False
 
 
+def output_gradient_arg(d_out: torch.Tensor | None, plan) -> torch.Tensor | None:
+    """The output gradient as a backward kernel reads it: contiguous (T, B, H), or ([2,] T, B, H) for both
+    directions with a launch each; for both in one launch (``plan.directions`` 2) as (T, B, 2, H), the
+    layout of a bidirectional layer's own (T, B, 2H) output gradient, which then arrives as a permuted view
+    of it and is read in place (``device.both_directions_gradient``), no copy."""
+    if d_out is None:
+        return None
+    if plan.directions != 2:
+        return d_out.contiguous()
+    return d_out.permute(1, 2, 0, 3).contiguous()  # a view where it already is (T, B, 2, H)
+
+
 def fp32_state(state: torch.Tensor, slots: int = 0) -> torch.Tensor:
     """A contiguous fp32 copy of a (B, H) state, which a kernel carries and overwrites: one conversion,
     whatever the state's dtype. With ``slots``, a (slots, B, H) buffer holding the state in slot 0 and

@@ -74,6 +74,15 @@ def time_index(s, T, REVERSE: tl.constexpr):
 
 
 @triton.jit
+def both_directions_gradient(d_out, row, cols, H, mask):
+    """Both directions in one launch: d_out[t] of one (BLOCK_B, BLOCK_N) tile (``row``: the (BLOCK_B, 1)
+    indices t * B + b), as stored, from the layer's (T, B, 2, H) output gradient itself, read in place with
+    rows of 2H (``directed`` moved ``d_out`` by H, to this direction's half of each row). (The cells read a
+    one-direction (T, B, H) d_out with their own offsets, kept as they were: the same machine code.)"""
+    return tl.load(d_out + row * 2 * H + cols[None, :], mask=mask, other=0.0)
+
+
+@triton.jit
 def directed(ptr, size):
     """Both directions in one launch: ``ptr``, a buffer stacked over the two directions (``size`` elements
     each), advanced to the direction of this program, the grid's third axis. (Not for a None argument: a

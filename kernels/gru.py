@@ -24,6 +24,7 @@ from torch import Tensor
 
 from . import common, launch
 from .device import (
+    both_directions_gradient,
     directed,
     dot,
     gate_product,
@@ -227,7 +228,10 @@ def _gru_bwd_load(
     g_off = row * 3 * H + cols[None, :]
     dy = tl.zeros(mask.shape, tl.float32)  # a constant the compiler folds away (also where carried)
     if d_out is not None:  # None (a compile-time constant) when only the final state took a gradient
-        dy = tl.load(d_out + row * H + cols[None, :], mask=mask, other=0.0)
+        if REVERSE == 2:
+            dy = both_directions_gradient(d_out, row, cols, H, mask)
+        else:
+            dy = tl.load(d_out + row * H + cols[None, :], mask=mask, other=0.0)
     gh_n = tl.load(ghn + row * H + cols[None, :], mask=mask, other=0.0)
     r = tl.load(gates + g_off, mask=mask, other=0.0)
     z = tl.load(gates + g_off + H, mask=mask, other=0.0)
@@ -289,8 +293,10 @@ def _gru_bwd_kernel(
         w, gates, d_gates = directed(w, 3 * H * H), directed(gates, 3 * seq), directed(d_gates, 3 * seq)
         ghn, d_ghn, out = directed(ghn, seq), directed(d_ghn, seq), directed(out, seq)
         h0, dh_buf = directed(h0, B * H), directed(dh_buf, B * H)
-        if d_out is not None:  # (None: only the final state took a gradient)
-            d_out = directed(d_out, seq)
+        if (
+            d_out is not None
+        ):  # (None: only the final state took a gradient) (T, B, 2, H): both_directions_gradient
+            d_out = directed(d_out, H)
         if SYNC:  # (None otherwise, as xch is without TAGGED)
             counter = directed(counter, tl.num_programs(0))
         if TAGGED:
@@ -482,11 +488,11 @@ def _gru_bwd_impl(
     ``d_gates`` may be ``gates`` itself, ``d_ghn`` must not be ``ghn`` (see _gru_bwd_cell)."""
     directions = common.stacked_directions(out, reverse)
     steps, batch, hidden = out.shape[-3:]
-    d_out = None if d_out is None else d_out.contiguous()
     w_hh = w_hh.contiguous()
     dh_buf = common.fp32_gradient(d_hn, h0.shape, h0.device)  # ([2,] B, H) fp32
     if steps > 0 and batch > 0:
         plan = launch.plan(3, hidden, batch, out.dtype, out.device, block_h, directions=directions)
+        d_out = common.output_gradient_arg(d_out, plan)
         args = (w_hh, gates, ghn, out.contiguous(), h0.contiguous(), lengths, d_out, d_gates, d_ghn, dh_buf)
         with common.device_guard(out):
             launch.run(

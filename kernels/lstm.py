@@ -24,6 +24,7 @@ from torch import Tensor
 
 from . import common, launch
 from .device import (
+    both_directions_gradient,
     directed,
     dot,
     gate_product,
@@ -239,7 +240,10 @@ def _lstm_bwd_load(gates, cells, c0, d_out, s, T, B, H, rows, cols, REVERSE: tl.
     s_off = row * H + cols[None, :]
     dy = tl.zeros(mask.shape, tl.float32)  # a constant the compiler folds away (also where carried)
     if d_out is not None:  # None (a compile-time constant) when only the final state took a gradient
-        dy = tl.load(d_out + s_off, mask=mask, other=0.0)
+        if REVERSE == 2:
+            dy = both_directions_gradient(d_out, row, cols, H, mask)
+        else:
+            dy = tl.load(d_out + s_off, mask=mask, other=0.0)
     i = tl.load(gates + g_off, mask=mask, other=0.0)
     f = tl.load(gates + g_off + H, mask=mask, other=0.0)
     g = tl.load(gates + g_off + 2 * H, mask=mask, other=0.0)
@@ -299,8 +303,10 @@ def _lstm_bwd_kernel(
         w, gates, d_gates = directed(w, 4 * H * H), directed(gates, 4 * seq), directed(d_gates, 4 * seq)
         cells, c0 = directed(cells, seq), directed(c0, B * H)
         dh_buf, dc_buf = directed(dh_buf, B * H), directed(dc_buf, B * H)
-        if d_out is not None:  # (None: only the final states took a gradient)
-            d_out = directed(d_out, seq)
+        if (
+            d_out is not None
+        ):  # (None: only the final states took a gradient) (T, B, 2, H): both_directions_gradient
+            d_out = directed(d_out, H)
         if SYNC:  # (None otherwise, as xch is without TAGGED)
             counter = directed(counter, tl.num_programs(0))
         if TAGGED:
@@ -491,11 +497,11 @@ def _lstm_bwd_impl(
     directions = common.stacked_directions(gates, reverse)
     steps, batch, four_h = gates.shape[-3:]
     hidden = four_h // 4
-    d_out = None if d_out is None else d_out.contiguous()
     w_hh = w_hh.contiguous()
     dh_buf, dc_buf = (common.fp32_gradient(g, c0.shape, c0.device) for g in (d_hn, d_cn))  # ([2,] B, H) fp32
     if steps > 0 and batch > 0:
         plan = launch.plan(4, hidden, batch, gates.dtype, gates.device, block_h, directions=directions)
+        d_out = common.output_gradient_arg(d_out, plan)
         args = (w_hh, gates, cells, c0.contiguous(), lengths, d_out, d_gates, dh_buf, dc_buf)
         with common.device_guard(gates):
             launch.run(

@@ -17,6 +17,7 @@ from . import common, launch
 from .device import (
     activate,
     activation_slope,
+    both_directions_gradient,
     directed,
     dot,
     load_step,
@@ -143,14 +144,17 @@ def _rnn_fwd_kernel(
 
 
 @triton.jit
-def _rnn_bwd_load(out, d_out, t, B, H, rows, cols):
+def _rnn_bwd_load(out, d_out, t, B, H, rows, cols, REVERSE: tl.constexpr):
     """What time t's gradient needs, in the stored dtype: d_out[t] (zeros when ``d_out`` is None) and
     out[t] (= h_t on a valid step)."""
     mask = (rows < B)[:, None] & (cols < H)[None, :]
     off = (t.to(tl.int64) * B + rows[:, None]) * H + cols[None, :]
     dy = tl.zeros(mask.shape, tl.float32)  # a constant the compiler folds away (also where carried)
     if d_out is not None:  # None (a compile-time constant) when only the final state took a gradient
-        dy = tl.load(d_out + off, mask=mask, other=0.0)
+        if REVERSE == 2:
+            dy = both_directions_gradient(d_out, t.to(tl.int64) * B + rows[:, None], cols, H, mask)
+        else:
+            dy = tl.load(d_out + off, mask=mask, other=0.0)
     return dy, tl.load(out + off, mask=mask, other=0.0)
 
 
@@ -190,8 +194,10 @@ def _rnn_bwd_kernel(
             directed(d_pre, seq),
             directed(dh_buf, B * H),
         )
-        if d_out is not None:  # (None: only the final state took a gradient)
-            d_out = directed(d_out, seq)
+        if (
+            d_out is not None
+        ):  # (None: only the final state took a gradient) (T, B, 2, H): both_directions_gradient
+            d_out = directed(d_out, H)
         if SYNC:  # (None otherwise, as xch is without TAGGED)
             counter = directed(counter, tl.num_programs(0))
         if TAGGED:
@@ -206,7 +212,7 @@ def _rnn_bwd_kernel(
         dh = tl.load(dh_buf + off, mask=mask, other=0.0)
         for r in range(T):  # (its loads are pipelined by the compiler: no PREFETCH here)
             t = time_index(T - 1 - r, T, REVERSE)
-            v = _rnn_bwd_load(out, d_out, t, B, H, rows, cols)
+            v = _rnn_bwd_load(out, d_out, t, B, H, rows, cols, REVERSE)
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
             d, dh = _rnn_bwd_cell(v, d_out, d_pre, t, B, H, rows, cols, dh, valid, ACT)
             dh = dot(d.to(dt), w_tile, dh, PRECISION, UPCAST)
@@ -219,14 +225,16 @@ def _rnn_bwd_kernel(
         k_mask = state_tile(rows, row_mask, ks, H)[1]
         w_tile = load_w_tile(w, H, 0, ks, cols)
         dh = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
-        v_next = _rnn_bwd_load(out, d_out, time_index(T - 1 - S0, T, REVERSE), B, H, rows, cols)
+        v_next = _rnn_bwd_load(out, d_out, time_index(T - 1 - S0, T, REVERSE), B, H, rows, cols, REVERSE)
         for r in range(S0, S0 + STEPS):
             s = T - 1 - r
             t = time_index(s, T, REVERSE)
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
             if PHASE1:  # d_pre[t] of this tile to global memory; dh becomes the bypass of dh_{t-1}
                 t_load = time_index(load_step(s, 0, -1, PREFETCH), T, REVERSE)  # in flight over the barrier
-                v, v_next = prefetched(v_next, _rnn_bwd_load(out, d_out, t_load, B, H, rows, cols), PREFETCH)
+                v, v_next = prefetched(
+                    v_next, _rnn_bwd_load(out, d_out, t_load, B, H, rows, cols, REVERSE), PREFETCH
+                )
                 d, dh = _rnn_bwd_cell(v, d_out, d_pre, t, B, H, rows, cols, dh, valid, ACT)
                 if TAGGED:  # the same values to every program as tagged words
                     g_off = rows[:, None] * H + cols[None, :]
@@ -254,7 +262,7 @@ def _rnn_bwd_kernel(
                     cols = n0 + offs_n
                     off, mask = state_tile(rows, row_mask, cols, H)
                     dh = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
-                    v = _rnn_bwd_load(out, d_out, t, B, H, rows, cols)
+                    v = _rnn_bwd_load(out, d_out, t, B, H, rows, cols, REVERSE)
                     _, dh_bypass = _rnn_bwd_cell(v, d_out, d_pre, t, B, H, rows, cols, dh, valid, ACT)
                     tl.store(dh_buf + off, dh_bypass, mask=mask)
             step_sync(counter, (r + 1) * tl.num_programs(1), SYNC)  # all of d_pre[t] written
@@ -315,12 +323,12 @@ def _rnn_bwd_impl(
     """Returns the pre-activation gradients (T, B, H) (= d gx) and dh0 (both directions: stacked)."""
     directions = common.stacked_directions(out, reverse)
     steps, batch, hidden = out.shape[-3:]
-    d_out = None if d_out is None else d_out.contiguous()
     w_hh = w_hh.contiguous()
     d_pre = common.new_buffer(out.shape, out.dtype, out.device)
     dh_buf = common.fp32_gradient(d_hn, (*out.shape[:-3], batch, hidden), out.device)  # ([2,] B, H) fp32
     if steps > 0 and batch > 0:
         plan = launch.plan(1, hidden, batch, out.dtype, out.device, block_h, directions=directions)
+        d_out = common.output_gradient_arg(d_out, plan)
         args = (w_hh, out.contiguous(), lengths, d_out, d_pre, dh_buf, steps, batch, hidden)
         with common.device_guard(out):
             launch.run(
