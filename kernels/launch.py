@@ -118,14 +118,21 @@ def bidir_launch() -> str:
     return spec
 
 
-def both_directions_at_once(
-    gates: int, hidden: int, batch: int, dtype: torch.dtype, device: torch.device
-) -> bool:
-    """Whether a call holding both directions (``plan``'s ``directions`` = 2) runs them in one launch.
-    Where it would not, a caller gains nothing by stacking them and pays memory: a stacked call's backward
-    holds both directions' buffers at once, where two calls free the first direction's before the second
-    runs (experiments/kernels/README.md, "Both directions in one launch")."""
-    return plan(gates, hidden, batch, dtype, device, directions=2).directions == 2
+def both_directions_at_once(gates: int, hidden: int, dtype: torch.dtype) -> bool:
+    """Whether a call holding both directions (``plan``'s ``directions`` = 2) runs them in one launch: what
+    ``plan`` decides, without making the plan (the layers ask while torch.compile traces them, where
+    nothing here should touch the device). Where it would not, a caller gains nothing by stacking them and
+    pays memory: a stacked call's backward holds both directions' buffers at once, where two calls free
+    the first direction's before the second runs (experiments/kernels/README.md, "Both directions in one
+    launch")."""
+    how = bidir_launch()
+    return how == "one" or (how == "auto" and _fits_on_chip(gates, hidden, dtype, on_chip_bytes()))
+
+
+def _fits_on_chip(gates: int, hidden: int, dtype: torch.dtype, bound: int) -> bool:
+    """W_hh, padded to a power of two >= 16 square per gate, within ``bound`` bytes (ON_CHIP_BYTES)."""
+    padded = max(16, common.triton_next_power_of_2(hidden))
+    return gates * padded * padded * dtype.itemsize <= bound
 
 
 def sms_for_a_plan(device: torch.device) -> int:
@@ -312,7 +319,7 @@ def _make_plan(gates, hidden, batch, dtype, block_h, allow_on_chip, settings: _S
     padded = max(16, common.triton_next_power_of_2(hidden))
     if block_h and (block_h < 16 or block_h & (block_h - 1)):
         raise ValueError(f"block_h must be a power of two >= 16, got {block_h}")
-    fits = gates * padded * padded * dtype.itemsize <= settings.on_chip_bytes
+    fits = _fits_on_chip(gates, hidden, dtype, settings.on_chip_bytes)
     on_chip = block_h >= padded if block_h else allow_on_chip and fits
     if on_chip:
         block_b, block_n, block_k, n_progs = BLOCK_B, padded, padded, 1

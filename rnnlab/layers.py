@@ -141,10 +141,14 @@ class _RecurrentLayer(backends.BackendSwitch):
         run that in one launch (``launch.both_directions_at_once``)."""
         dtype = _compute_dtype(x)
         layer_input = x.to(dtype)
-        shape = (GATES[self._cell], self.hidden_size, x.shape[1], dtype, x.device)  # of launch.plan
+        gates = GATES[self._cell]
         h_n, c_n = [], []  # chunks (directions, B, H) of the final states, layer by layer
         for layer in range(self.num_layers):
-            if together and self.bidirectional and launch.both_directions_at_once(*shape):
+            if (
+                together
+                and self.bidirectional
+                and launch.both_directions_at_once(gates, self.hidden_size, dtype)
+            ):
                 out, h_last, c_last = self._run_both_directions(
                     impl, layer, layer_input, h0, c0, lengths, dtype
                 )

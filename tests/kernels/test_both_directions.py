@@ -99,6 +99,22 @@ def test_how_the_directions_launch(monkeypatch, how, block_h, expected):
             assert {grid for grid, _ in launched} == {plan.grid}
 
 
+@pytest.mark.parametrize("how", ["auto", "one", "separate"])
+def test_the_layers_question_gets_the_plans_answer(monkeypatch, how):
+    """``launch.both_directions_at_once``, which the layers ask (also while torch.compile traces them),
+    answers without making a plan what the plan of both directions decides."""
+    monkeypatch.setenv("RNNLAB_BIDIR_LAUNCH", how)
+    answers = set()
+    for gates in (1, 3, 4):
+        for hidden in (5, 64, 100, 128, 200, 256, 768):
+            for dtype in (torch.float32, torch.bfloat16, torch.float16):
+                plan = launch.plan(gates, hidden, 16, dtype, torch.device(DEVICE), directions=2)
+                answer = launch.both_directions_at_once(gates, hidden, dtype)
+                assert answer == (plan.directions == 2), (gates, hidden, dtype)
+                answers.add(answer)
+    assert answers == ({True, False} if how == "auto" else {how == "one"})
+
+
 def test_one_launch_split_plans_take_half_the_sms(monkeypatch):
     """Both directions' programs wait at their barriers together, so each direction's plan fills at most
     half the SMs (and so does its fallback, which the same launch would run)."""
