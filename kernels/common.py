@@ -18,7 +18,7 @@ import re
 import torch
 from torch._subclasses.fake_tensor import is_fake
 
-from rnnlab.reference.common import first_derivatives_only
+from rnnlab.reference.common import check_both_directions, first_derivatives_only
 
 MAX_HIDDEN = 16384  # int32 offsets into W_hh (G*H*H) stay below 2^31 up to here
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -349,10 +349,7 @@ def stacked_directions(gx: torch.Tensor, reverse: bool) -> int:
     ``reverse`` must then be False. 1 for a single direction's (T, B, G*H)."""
     if gx.dim() != 4:
         return 1
-    if reverse:
-        raise ValueError(
-            "reverse must be False when gx holds both directions, (2, T, B, G*H): direction 1 runs in reverse"
-        )
+    check_both_directions(reverse)
     return 2
 
 

@@ -293,9 +293,7 @@ def _gru_bwd_kernel(
         w, gates, d_gates = directed(w, 3 * H * H), directed(gates, 3 * seq), directed(d_gates, 3 * seq)
         ghn, d_ghn, out = directed(ghn, seq), directed(d_ghn, seq), directed(out, seq)
         h0, dh_buf = directed(h0, B * H), directed(dh_buf, B * H)
-        if (
-            d_out is not None
-        ):  # (None: only the final state took a gradient) (T, B, 2, H): both_directions_gradient
+        if d_out is not None:  # the layer's (T, B, 2, H) gradient: both_directions_gradient
             d_out = directed(d_out, H)
         if SYNC:  # (None otherwise, as xch is without TAGGED)
             counter = directed(counter, tl.num_programs(0))

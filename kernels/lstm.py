@@ -303,9 +303,7 @@ def _lstm_bwd_kernel(
         w, gates, d_gates = directed(w, 4 * H * H), directed(gates, 4 * seq), directed(d_gates, 4 * seq)
         cells, c0 = directed(cells, seq), directed(c0, B * H)
         dh_buf, dc_buf = directed(dh_buf, B * H), directed(dc_buf, B * H)
-        if (
-            d_out is not None
-        ):  # (None: only the final states took a gradient) (T, B, 2, H): both_directions_gradient
+        if d_out is not None:  # the layer's (T, B, 2, H) gradient: both_directions_gradient
             d_out = directed(d_out, H)
         if SYNC:  # (None otherwise, as xch is without TAGGED)
             counter = directed(counter, tl.num_programs(0))

@@ -194,9 +194,7 @@ def _rnn_bwd_kernel(
             directed(d_pre, seq),
             directed(dh_buf, B * H),
         )
-        if (
-            d_out is not None
-        ):  # (None: only the final state took a gradient) (T, B, 2, H): both_directions_gradient
+        if d_out is not None:  # the layer's (T, B, 2, H) gradient: both_directions_gradient
             d_out = directed(d_out, H)
         if SYNC:  # (None otherwise, as xch is without TAGGED)
             counter = directed(counter, tl.num_programs(0))

@@ -141,14 +141,15 @@ class _RecurrentLayer(backends.BackendSwitch):
         run that in one launch (``launch.both_directions_at_once``)."""
         dtype = _compute_dtype(x)
         layer_input = x.to(dtype)
-        gates = GATES[self._cell]
+        # every layer has the same hidden size and dtype: one answer for all of them
+        together = (
+            together
+            and self.bidirectional
+            and launch.both_directions_at_once(GATES[self._cell], self.hidden_size, dtype)
+        )
         h_n, c_n = [], []  # chunks (directions, B, H) of the final states, layer by layer
         for layer in range(self.num_layers):
-            if (
-                together
-                and self.bidirectional
-                and launch.both_directions_at_once(gates, self.hidden_size, dtype)
-            ):
+            if together:
                 out, h_last, c_last = self._run_both_directions(
                     impl, layer, layer_input, h0, c0, lengths, dtype
                 )

@@ -50,11 +50,17 @@ def both_directions(run, reverse: bool) -> tuple[torch.Tensor, ...]:
     """The outputs of ``run(0)`` (direction 0, forward in time) and ``run(1)`` (direction 1, reverse), each
     stacked on a new leading axis: the stacked form of the interface above, where ``reverse`` must be
     False."""
+    check_both_directions(reverse)
+    return tuple(torch.stack(pair) for pair in zip(run(0), run(1), strict=True))
+
+
+def check_both_directions(reverse: bool) -> None:
+    """A call holding both directions (the stacked form above) runs direction 1 in reverse itself:
+    ``reverse`` must be False (here and in ``rnnlab.kernels``)."""
     if reverse:
         raise ValueError(
             "reverse must be False when gx holds both directions, (2, T, B, G*H): direction 1 runs in reverse"
         )
-    return tuple(torch.stack(pair) for pair in zip(run(0), run(1), strict=True))
 
 
 def previous_states(first: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
