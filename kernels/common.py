@@ -110,6 +110,23 @@ def dot_precision(dtype: torch.dtype) -> str:
     return "tf32" if cudnn_rnn_tf32() else "tf32x3"
 
 
+def backward_weight(w_hh: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """(w, W_T): the recurrent weight as the backward kernels read it. fp32: its transpose, ([2,] H, G*H)
+    contiguous, and W_T True; there the product dG @ W_hh reduces along each column of W_hh, and a TF32
+    tensor-core product reads its operand from shared memory with ldmatrix only along the reduced axis:
+    compiled for sm_90, reading W_hh as stored took one scalar load per element (LSTM H = 128: 258 a warp
+    a step, 2 with the transpose; experiments/kernels/README.md). bf16/fp16 transpose as they load
+    (ldmatrix.trans) and keep W_hh as it is. ``RNNLAB_BACKWARD_WT=0``: fp32 as stored too."""
+    if backward_transposed(w_hh.dtype):
+        return w_hh.transpose(-1, -2).contiguous(), True
+    return w_hh.contiguous(), False
+
+
+def backward_transposed(dtype: torch.dtype) -> bool:
+    """Whether the backward kernels read W_hh transposed (W_T) for this dtype: ``backward_weight``."""
+    return dtype == torch.float32 and os.environ.get("RNNLAB_BACKWARD_WT", "1") != "0"
+
+
 def cudnn_rnn_tf32() -> bool:
     """Whether torch.nn's cuDNN RNNs may use TF32 now: ``torch.backends.cudnn.allow_tf32``, or, once the
     caller has set TF32 through torch's newer API (``torch.backends[.cudnn[.rnn]].fp32_precision``, after

@@ -100,12 +100,18 @@ def load_wt_tile(w, H, gate, offs_k, offs_n):
 
 
 @triton.jit
-def load_w_tile(w, H, gate, offs_k, offs_n):
+def load_w_tile(w, H, gate, offs_k, offs_n, G: tl.constexpr, W_T: tl.constexpr):
     """(BLOCK_K, BLOCK_N) tile of gate ``gate``'s W: element [k, n] = w_hh[gate*H + k, n], zero-padded.
 
-    The backward product dG (B, G*H) @ W_hh (G*H, H) reduces over the gate rows k."""
+    The backward product dG (B, G*H) @ W_hh (G*H, H) reduces over the gate rows k. ``w`` is W_hh (G*H, H)
+    itself, or with W_T its transpose (H, G*H), k contiguous (``common.backward_weight``: fp32, whose
+    tensor-core products read their operand from shared memory with ldmatrix only along k)."""
     mask = (offs_k < H)[:, None] & (offs_n < H)[None, :]
-    return tl.load(w + (gate * H + offs_k[:, None]) * H + offs_n[None, :], mask=mask, other=0.0)
+    if W_T:
+        tile = tl.load(w + offs_n[None, :] * (G * H) + gate * H + offs_k[:, None], mask=mask, other=0.0)
+    else:
+        tile = tl.load(w + (gate * H + offs_k[:, None]) * H + offs_n[None, :], mask=mask, other=0.0)
+    return tile
 
 
 @triton.jit
@@ -135,15 +141,20 @@ def split_gates(acc, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr):
 
 
 @triton.jit
-def load_w_gates(w, H, G: tl.constexpr, offs_k, offs_n):
-    """(4, BLOCK_K, BLOCK_N): gate j's W tile [k, n] = w_hh[j*H + k, n], zero past H and for j >= G.
+def load_w_gates(w, H, G: tl.constexpr, offs_k, offs_n, W_T: tl.constexpr):
+    """(4, BLOCK_K, BLOCK_N): gate j's W tile [k, n] = w_hh[j*H + k, n], zero past H and for j >= G
+    (``w`` as ``load_w_tile`` reads it).
 
     The backward's product dG (B, G*H) @ W_hh (G*H, H) as one batched product over the gates
     (``gate_product``), each gate's share on its own warps, instead of G products that every warp of a
     narrow tile would issue in full."""
     gate = tl.arange(0, 4)[:, None, None]
     mask = (gate < G) & (offs_k < H)[None, :, None] & (offs_n < H)[None, None, :]
-    return tl.load(w + (gate * H + offs_k[None, :, None]) * H + offs_n[None, None, :], mask=mask, other=0.0)
+    if W_T:
+        ptrs = w + offs_n[None, None, :] * (G * H) + gate * H + offs_k[None, :, None]
+    else:
+        ptrs = w + (gate * H + offs_k[None, :, None]) * H + offs_n[None, None, :]
+    return tl.load(ptrs, mask=mask, other=0.0)
 
 
 @triton.jit

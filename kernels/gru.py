@@ -284,6 +284,7 @@ def _gru_bwd_kernel(
     PREFETCH: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
     UPCAST: tl.constexpr, FUSED: tl.constexpr,  # 0, 1 or 2: launch._fused
+    W_T: tl.constexpr,  # w is W_hh^T (H, G*H): common.backward_weight
 ):  # fmt: skip
     # dh_buf (B, H) fp32: d h_n in, dh0 out. Processing steps run s = T-1 .. 0. PREFETCH (resident
     # path): step s - 1's saved values are loaded while step s computes (on chip the compiler already
@@ -305,9 +306,9 @@ def _gru_bwd_kernel(
     if ON_CHIP:
         cols = tl.arange(0, BLOCK_N)
         off, mask = state_tile(rows, row_mask, cols, H)
-        w_r = load_w_tile(w, H, 0, cols, cols)
-        w_z = load_w_tile(w, H, 1, cols, cols)
-        w_n = load_w_tile(w, H, 2, cols, cols)
+        w_r = load_w_tile(w, H, 0, cols, cols, 3, W_T)
+        w_z = load_w_tile(w, H, 1, cols, cols, 3, W_T)
+        w_n = load_w_tile(w, H, 2, cols, cols, 3, W_T)
         dh = tl.load(dh_buf + off, mask=mask, other=0.0)
         for r in range(T):  # (its loads are pipelined by the compiler: no PREFETCH here)
             s = T - 1 - r
@@ -329,11 +330,11 @@ def _gru_bwd_kernel(
         off, mask = state_tile(rows, row_mask, cols, H)
         k_mask = state_tile(rows, row_mask, ks, H)[1]
         if FUSED > 1 and not TAGGED:  # (4, padded H, BLOCK_N), a zero fourth: one batched dot
-            w3 = load_w_gates(w, H, 3, ks, cols)
+            w3 = load_w_gates(w, H, 3, ks, cols, W_T)
         else:
-            w_r = load_w_tile(w, H, 0, ks, cols)
-            w_z = load_w_tile(w, H, 1, ks, cols)
-            w_n = load_w_tile(w, H, 2, ks, cols)
+            w_r = load_w_tile(w, H, 0, ks, cols, 3, W_T)
+            w_z = load_w_tile(w, H, 1, ks, cols, 3, W_T)
+            w_n = load_w_tile(w, H, 2, ks, cols, 3, W_T)
         dh = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
         v_next = _gru_bwd_load(
             gates, ghn, out, h0, lengths, d_out, T - 1 - S0, T, B, H, rows, cols, REVERSE, HAS_LENGTHS
@@ -423,7 +424,7 @@ def _gru_bwd_kernel(
                             else:
                                 dg_ptrs = d_ghn + row * H + ks[None, :]
                             dg = tl.load(dg_ptrs, mask=k_mask, other=0.0, cache_modifier=".cg")
-                            acc = dot(dg, load_w_tile(w, H, gate, ks, cols), acc, PRECISION, UPCAST)
+                            acc = dot(dg, load_w_tile(w, H, gate, ks, cols, 3, W_T), acc, PRECISION, UPCAST)
                     tl.store(dh_buf + off, acc, mask=mask)
                 tl.debug_barrier()
 
@@ -486,7 +487,7 @@ def _gru_bwd_impl(
     ``d_gates`` may be ``gates`` itself, ``d_ghn`` must not be ``ghn`` (see _gru_bwd_cell)."""
     directions = common.stacked_directions(out, reverse)
     steps, batch, hidden = out.shape[-3:]
-    w_hh = w_hh.contiguous()
+    w_hh, w_t = common.backward_weight(w_hh)  # ([2,] H, G*H) in fp32: W_T
     dh_buf = common.fp32_gradient(d_hn, h0.shape, h0.device)  # ([2,] B, H) fp32
     if steps > 0 and batch > 0:
         plan = launch.plan(3, hidden, batch, out.dtype, out.device, block_h, directions=directions)
@@ -496,7 +497,7 @@ def _gru_bwd_impl(
             launch.run(
                 _gru_bwd_kernel, plan, steps, (*args, steps, batch, hidden), phased=True,
                 exchange=(batch, 3 * hidden), directions=directions, shared=(lengths,),
-                HAS_LENGTHS=lengths is not None, REVERSE=reverse,
+                HAS_LENGTHS=lengths is not None, REVERSE=reverse, W_T=w_t,
             )  # fmt: skip
     return common.in_dtype(dh_buf, h0.dtype)
 

@@ -294,6 +294,7 @@ def _lstm_bwd_kernel(
     PREFETCH: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
     UPCAST: tl.constexpr, FUSED: tl.constexpr,  # 0, 1 or 2: launch._fused
+    W_T: tl.constexpr,  # w is W_hh^T (H, G*H): common.backward_weight
 ):  # fmt: skip
     # dh_buf, dc_buf (B, H) fp32: d h_n, d c_n in; dh0, dc0 out. Processing steps run s = T-1 .. 0.
     # PREFETCH (resident path): step s - 1's saved values are loaded while step s computes (on chip the
@@ -315,10 +316,10 @@ def _lstm_bwd_kernel(
     if ON_CHIP:
         cols = tl.arange(0, BLOCK_N)
         off, mask = state_tile(rows, row_mask, cols, H)
-        w_i = load_w_tile(w, H, 0, cols, cols)
-        w_f = load_w_tile(w, H, 1, cols, cols)
-        w_g = load_w_tile(w, H, 2, cols, cols)
-        w_o = load_w_tile(w, H, 3, cols, cols)
+        w_i = load_w_tile(w, H, 0, cols, cols, 4, W_T)
+        w_f = load_w_tile(w, H, 1, cols, cols, 4, W_T)
+        w_g = load_w_tile(w, H, 2, cols, cols, 4, W_T)
+        w_o = load_w_tile(w, H, 3, cols, cols, 4, W_T)
         dh = tl.load(dh_buf + off, mask=mask, other=0.0)
         dc = tl.load(dc_buf + off, mask=mask, other=0.0)
         for r in range(T):  # (its loads are pipelined by the compiler: no PREFETCH here)
@@ -343,12 +344,12 @@ def _lstm_bwd_kernel(
         off, mask = state_tile(rows, row_mask, cols, H)
         k_mask = state_tile(rows, row_mask, ks, H)[1]
         if FUSED > 1 and not TAGGED:  # (4, padded H, BLOCK_N): the gates' products as one batched dot
-            w3 = load_w_gates(w, H, 4, ks, cols)
+            w3 = load_w_gates(w, H, 4, ks, cols, W_T)
         else:
-            w_i = load_w_tile(w, H, 0, ks, cols)
-            w_f = load_w_tile(w, H, 1, ks, cols)
-            w_g = load_w_tile(w, H, 2, ks, cols)
-            w_o = load_w_tile(w, H, 3, ks, cols)
+            w_i = load_w_tile(w, H, 0, ks, cols, 4, W_T)
+            w_f = load_w_tile(w, H, 1, ks, cols, 4, W_T)
+            w_g = load_w_tile(w, H, 2, ks, cols, 4, W_T)
+            w_o = load_w_tile(w, H, 3, ks, cols, 4, W_T)
         dh = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
         dc = tl.load(dc_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
         saved_next = _lstm_bwd_load(gates, cells, c0, d_out, T - 1 - S0, T, B, H, rows, cols, REVERSE)
@@ -432,7 +433,7 @@ def _lstm_bwd_kernel(
                             dg = tl.load(
                                 d_gates + k_off + gate * H, mask=k_mask, other=0.0, cache_modifier=".cg"
                             )
-                            acc = dot(dg, load_w_tile(w, H, gate, ks, cols), acc, PRECISION, UPCAST)
+                            acc = dot(dg, load_w_tile(w, H, gate, ks, cols, 4, W_T), acc, PRECISION, UPCAST)
                     tl.store(dh_buf + off, acc, mask=mask)
                 tl.debug_barrier()
 
@@ -495,7 +496,7 @@ def _lstm_bwd_impl(
     directions = common.stacked_directions(gates, reverse)
     steps, batch, four_h = gates.shape[-3:]
     hidden = four_h // 4
-    w_hh = w_hh.contiguous()
+    w_hh, w_t = common.backward_weight(w_hh)  # ([2,] H, G*H) in fp32: W_T
     dh_buf, dc_buf = (common.fp32_gradient(g, c0.shape, c0.device) for g in (d_hn, d_cn))  # ([2,] B, H) fp32
     if steps > 0 and batch > 0:
         plan = launch.plan(4, hidden, batch, gates.dtype, gates.device, block_h, directions=directions)
@@ -505,7 +506,7 @@ def _lstm_bwd_impl(
             launch.run(
                 _lstm_bwd_kernel, plan, steps, (*args, steps, batch, hidden), phased=True,
                 exchange=(batch, four_h), directions=directions, shared=(lengths,),
-                HAS_LENGTHS=lengths is not None, REVERSE=reverse,
+                HAS_LENGTHS=lengths is not None, REVERSE=reverse, W_T=w_t,
             )  # fmt: skip
     return common.in_dtype(dh_buf, c0.dtype), common.in_dtype(dc_buf, c0.dtype)
 

@@ -182,6 +182,7 @@ def _rnn_bwd_kernel(
     BLOCK_K: tl.constexpr,
     PRECISION: tl.constexpr,
     UPCAST: tl.constexpr,
+    W_T: tl.constexpr,  # w is W_hh^T (H, G*H): common.backward_weight
 ):  # fmt: skip
     # dh_buf (B, H) fp32: d h_n in, dh0 out. Processing steps run s = T-1 .. 0. PREFETCH (resident
     # path): step s - 1's values are loaded while step s computes (on chip the compiler already
@@ -206,7 +207,7 @@ def _rnn_bwd_kernel(
     if ON_CHIP:
         cols = tl.arange(0, BLOCK_N)
         off, mask = state_tile(rows, row_mask, cols, H)
-        w_tile = load_w_tile(w, H, 0, cols, cols)
+        w_tile = load_w_tile(w, H, 0, cols, cols, 1, W_T)
         dh = tl.load(dh_buf + off, mask=mask, other=0.0)
         for r in range(T):  # (its loads are pipelined by the compiler: no PREFETCH here)
             t = time_index(T - 1 - r, T, REVERSE)
@@ -221,7 +222,7 @@ def _rnn_bwd_kernel(
         ks = tl.arange(0, BLOCK_K)
         off, mask = state_tile(rows, row_mask, cols, H)
         k_mask = state_tile(rows, row_mask, ks, H)[1]
-        w_tile = load_w_tile(w, H, 0, ks, cols)
+        w_tile = load_w_tile(w, H, 0, ks, cols, 1, W_T)
         dh = tl.load(dh_buf + off, mask=mask, other=0.0, cache_modifier=".cg")
         v_next = _rnn_bwd_load(out, d_out, time_index(T - 1 - S0, T, REVERSE), B, H, rows, cols, REVERSE)
         for r in range(S0, S0 + STEPS):
@@ -274,7 +275,7 @@ def _rnn_bwd_kernel(
                         k_mask = state_tile(rows, row_mask, ks, H)[1]
                         k_off = (t.to(tl.int64) * B + rows[:, None]) * H + ks[None, :]
                         d = tl.load(d_pre + k_off, mask=k_mask, other=0.0, cache_modifier=".cg")
-                        acc = dot(d, load_w_tile(w, H, 0, ks, cols), acc, PRECISION, UPCAST)
+                        acc = dot(d, load_w_tile(w, H, 0, ks, cols, 1, W_T), acc, PRECISION, UPCAST)
                     tl.store(dh_buf + off, acc, mask=mask)
                 tl.debug_barrier()
 
@@ -321,7 +322,7 @@ def _rnn_bwd_impl(
     """Returns the pre-activation gradients (T, B, H) (= d gx) and dh0 (both directions: stacked)."""
     directions = common.stacked_directions(out, reverse)
     steps, batch, hidden = out.shape[-3:]
-    w_hh = w_hh.contiguous()
+    w_hh, w_t = common.backward_weight(w_hh)  # ([2,] H, G*H) in fp32: W_T
     d_pre = common.new_buffer(out.shape, out.dtype, out.device)
     dh_buf = common.fp32_gradient(d_hn, (*out.shape[:-3], batch, hidden), out.device)  # ([2,] B, H) fp32
     if steps > 0 and batch > 0:
@@ -332,7 +333,7 @@ def _rnn_bwd_impl(
             launch.run(
                 _rnn_bwd_kernel, plan, steps, args, phased=True, exchange=(batch, hidden),
                 directions=directions, shared=(lengths,),
-                ACT=_ACT[nonlinearity], HAS_LENGTHS=lengths is not None, REVERSE=reverse,
+                ACT=_ACT[nonlinearity], HAS_LENGTHS=lengths is not None, REVERSE=reverse, W_T=w_t,
             )  # fmt: skip
     return d_pre, common.in_dtype(dh_buf, out.dtype)
 

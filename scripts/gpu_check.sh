@@ -108,12 +108,16 @@ grep -e "peak" "$out/memory-peak.log"
 # replaces the default groups. Knobs (kernels/launch.py): RNNLAB_ON_CHIP_BYTES, RNNLAB_ON_CHIP_STAGES,
 # RNNLAB_PREFETCH, RNNLAB_RESIDENT, RNNLAB_RESIDENT_ELEMENTS, RNNLAB_RESIDENT_STATE, RNNLAB_MAX_BLOCK_B,
 # RNNLAB_EXCHANGE, RNNLAB_FUSED_GATES, RNNLAB_BIDIR_LAUNCH, RNNLAB_BIDIR_STREAMS,
-# RNNLAB_TILE=BLOCK_N,BLOCK_K,warps,stages, and kernels/projection.py's
-# RNNLAB_PROJECTION_TF32; several knobs in one setting joined by commas;
+# RNNLAB_TILE=BLOCK_N,BLOCK_K,warps,stages, kernels/projection.py's
+# RNNLAB_PROJECTION_TF32 and kernels/common.py's RNNLAB_BACKWARD_WT; several knobs in one setting joined by commas;
 # a row cell,B,T,I,H,dtype[,bi]. The default groups, most wanted first (a group cut short by the limit
 # loses only itself, a setting that fails its first call only itself; every setting was compiled for sm_90 first: experiments/kernels/
 # sm90-triton3.6-next-run.txt has its registers, spills and shared memory, sm90-triton3.6-tagged.txt the
 # tagged exchange's, sm90-triton3.6-gru-on-chip-stages.txt GRU's on chip):
+# - the fp32 backward reading W_hh as stored (RNNLAB_BACKWARD_WT=0), against the default since run 4, its
+#   transpose (common.backward_weight: ldmatrix instead of one scalar shared-memory load per element;
+#   compiled for sm_90, LSTM H=128's resident backward issues 892 instructions a step instead of 1055,
+#   experiments/kernels/sm90-triton3.6-backward-wt.txt): the latency rows and the largest W_hh;
 # - the gates' products fused (RNNLAB_FUSED_GATES=1: one product for all of a step's gates, so Triton deals
 #   its columns across the warps; at 16 columns each per-gate product is issued whole by every
 #   warp): fp32 H=128 LSTM/GRU (resident: forward and backward fused), then in a group of its own the
@@ -145,7 +149,9 @@ grep -e "peak" "$out/memory-peak.log"
 # - GRU H=128 fp16 without prefetch (its saving forward's kernel was 5% faster so), LSTM B=64 with
 #   16-row batch tiles (GRU's 16-row tiles beat cuDNN by more there).
 [ "${TUNE:-1}" = 1 ] || exit 0
-default_groups="lstm,16,1024,128,128,fp32 gru,16,1024,128,128,fp32|RNNLAB_FUSED_GATES=1 RNNLAB_FUSED_GATES=1,RNNLAB_TILE=32,32,4,3;\
+default_groups="lstm,16,1024,128,128,fp32 gru,16,1024,128,128,fp32 rnn,16,1024,128,128,fp32 \
+lstm,8,256,2048,2048,fp32|RNNLAB_BACKWARD_WT=0;\
+lstm,16,1024,128,128,fp32 gru,16,1024,128,128,fp32|RNNLAB_FUSED_GATES=1 RNNLAB_FUSED_GATES=1,RNNLAB_TILE=32,32,4,3;\
 lstm,8,256,2048,2048,fp32 gru,64,256,512,512,fp32 lstm,16,512,768,768,fp16|RNNLAB_FUSED_GATES=1 \
 RNNLAB_FUSED_GATES=1,RNNLAB_RESIDENT_ELEMENTS=65536,RNNLAB_RESIDENT_STATE=16384;\
 lstm,16,1024,128,128,fp32 gru,16,1024,128,128,fp32|RNNLAB_EXCHANGE=tagged \

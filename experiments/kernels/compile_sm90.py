@@ -137,14 +137,15 @@ def signature(fn, dtype: str, constants: dict) -> dict[str, str]:
     return sig
 
 
-LOOP_OPS = ("HMMA", "LDSM", "LDG", "LDGSTS", "STG", "LDL", "STL", "BAR")
+LOOP_OPS = ("HMMA", "LDSM", "LDG", "LDGSTS", "STG", "LDL", "STL", "BAR", "LDS")
 
 
 def time_loop(sass: str) -> str:
     """Instructions a warp issues per pass of the largest loop (the time loop: the barrier's spin loop and the
     streamed path's K loop sit inside it, counted once), with the counts of some opcodes: MMAs, ldmatrix
     from shared memory, global loads/stores, async copies (LDGSTS: loads the compiler pipelines), spill
-    reloads/stores, barriers."""
+    reloads/stores, barriers, and (last, added later) plain shared-memory loads (LDS: an operand ldmatrix
+    cannot read, such as fp32 W_hh along its rows in the backward before ``common.backward_weight``)."""
     code = []  # (address, opcode, line) per instruction
     for line in sass.splitlines():
         found = re.match(r"\s*/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?([A-Z0-9_]+)", line)
@@ -197,15 +198,17 @@ def compile_variant(fn, dtype: str, settings: dict, aligned: bool = False, loops
     return f"{result}  {time_loop(sass)}" if loops else result
 
 
-def kernel_variants(fwd, bwd, shared: dict, without_d_out: bool = True) -> dict[str, tuple]:
+def kernel_variants(fwd, bwd, shared: dict, dtype: str, without_d_out: bool = True) -> dict[str, tuple]:
     """{kind: (kernel, its settings)}: the saving forward, the backward, and the backward without a
-    sequence gradient (d_out=None), each with the ``shared`` settings."""
+    sequence gradient (d_out=None), each with the ``shared`` settings; the backward reads W_hh as the
+    launcher hands it over for ``dtype`` (W_T: ``common.backward_weight``)."""
+    w_t = common.backward_transposed(torch.float32 if dtype == "fp32" else torch.bfloat16)
     variants = {
         "fwd": (fwd, dict(shared, SAVE=True)),
-        "bwd": (bwd, dict(shared, PHASE1=True, PHASE2=True)),
+        "bwd": (bwd, dict(shared, PHASE1=True, PHASE2=True, W_T=w_t)),
     }
     if without_d_out:
-        variants["bwd no-d_out"] = (bwd, dict(shared, PHASE1=True, PHASE2=True, d_out=None))
+        variants["bwd no-d_out"] = (bwd, dict(shared, PHASE1=True, PHASE2=True, W_T=w_t, d_out=None))
     return variants
 
 
@@ -227,7 +230,7 @@ def tile_widths(loops: bool) -> None:
                 shared = dict(meta, ON_CHIP=False, BLOCK_B=16, BLOCK_N=block_n, num_warps=warps, SYNC=True)
                 shared.update(HAS_LENGTHS=True, REVERSE=False, PREFETCH=True, UPCAST=False, **cell_constants)
                 shared.update(UNTAGGED)
-                for kind, (fn, settings) in kernel_variants(fwd, bwd, shared, without_d_out=False).items():
+                for kind, (fn, settings) in kernel_variants(fwd, bwd, shared, dtype, False).items():
                     label = f"{cell} {kind} {case} BLOCK_N={block_n} {warps}w"
                     print(f"{label:40s} {compile_variant(fn, dtype, settings, True, loops)}", flush=True)
 
@@ -241,6 +244,7 @@ def planned(rows: list, settings: list[dict], loops: bool, limit: int) -> None:
         for knobs in settings:
             with knobs_set(knobs), _h100_sms():
                 plan = launch.plan(common.GATES[row.cell], row.hidden, row.batch, dtype, torch.device("cuda"))
+                w_t = common.backward_transposed(dtype)
             shared = {**cell_constants, **plan.meta}  # the plan's FUSED over the default one
             shared.update(SYNC=plan.sync, HAS_LENGTHS=False, REVERSE=False)
             name = ",".join(f"{k}={v}" for k, v in knobs.items()) or "default"
@@ -251,7 +255,9 @@ def planned(rows: list, settings: list[dict], loops: bool, limit: int) -> None:
                   f"{path}, grid {plan.grid}, tiles {tiles}, {plan.meta.get('num_warps')} warps")  # fmt: skip
             # as launch.run starts them: with tagged words, no barrier
             shared.update(dict(TAGGED=True, SYNC=False) if plan.tagged else UNTAGGED)
-            for kind, (fn, variant) in kernel_variants(fwd, bwd, shared, without_d_out=False).items():
+            variants = kernel_variants(fwd, bwd, shared, row.dtype, False)
+            variants["bwd"][1]["W_T"] = w_t  # as the setting has it
+            for kind, (fn, variant) in variants.items():
                 result = compile_variant(fn, row.dtype, variant, True, loops)
                 result += over_the_card(result, limit, fallback=plan.fallback is not None)
                 print(f"  {kind:4s} {result}", flush=True)
@@ -326,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
                     **UNTAGGED,
                 )
                 shared.update(cell_constants)
-                for kind, (fn, settings) in kernel_variants(fwd, bwd, shared).items():
+                for kind, (fn, settings) in kernel_variants(fwd, bwd, shared, dname).items():
                     label = f"{cell} {kind} {dname} {path}"
                     try:
                         result = compile_variant(fn, dtype, settings, aligned, loops)

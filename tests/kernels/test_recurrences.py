@@ -101,6 +101,39 @@ def test_tiled_path_streaming_the_weight(monkeypatch, cell):
     check(Case(cell, 3, 7, 33, torch.bfloat16, lengths=True, reverse=True), block_h=16)
 
 
+@pytest.mark.parametrize("resident", ["1", "0"], ids=["resident", "streamed"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_fp32_backward_reading_w_hh_as_stored(monkeypatch, cell, resident):
+    """RNNLAB_BACKWARD_WT=0: the fp32 backward reads W_hh (G*H, H) as stored, not its transpose (the
+    default, common.backward_weight), on chip and on both split paths."""
+    from rnnlab.kernels import common
+
+    monkeypatch.setenv("RNNLAB_BACKWARD_WT", "0")
+    monkeypatch.setenv("RNNLAB_RESIDENT", resident)
+    assert not common.backward_transposed(torch.float32)
+    check(Case(cell, 3, 7, 33, torch.float32, lengths=True, reverse=True), block_h=16)
+    if resident == "1":
+        check(Case(cell, 3, 7, 20, torch.float32))  # on chip
+
+
+def test_backward_weight_is_the_transpose_in_fp32(monkeypatch):
+    """The fp32 backward gets W_hh^T, contiguous, for one direction and for two stacked; bf16 and fp16 get
+    W_hh as it is; RNNLAB_BACKWARD_WT=0 turns the transpose off."""
+    from rnnlab.kernels import common
+
+    monkeypatch.delenv("RNNLAB_BACKWARD_WT", raising=False)
+    for shape in [(12, 3), (2, 12, 3)]:
+        w_hh = torch.randn(shape)
+        w, w_t = common.backward_weight(w_hh)
+        assert w_t and w.is_contiguous() and torch.equal(w, w_hh.transpose(-1, -2))
+        for dtype in (torch.bfloat16, torch.float16):
+            w, w_t = common.backward_weight(w_hh.to(dtype))
+            assert not w_t and torch.equal(w, w_hh.to(dtype))
+    monkeypatch.setenv("RNNLAB_BACKWARD_WT", "0")
+    w, w_t = common.backward_weight(w_hh)
+    assert not w_t and torch.equal(w, w_hh)
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_wide_resident_slices(monkeypatch, cell):
     """The comparison setting RNNLAB_TILE=64,... with RNNLAB_RESIDENT_ELEMENTS=32768: fp32 at H = 100
