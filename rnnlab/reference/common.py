@@ -103,7 +103,13 @@ def first_derivatives_only(backward):
     graph, and the gradients it returns carry a node that raises (SECOND_DERIVATIVE) if anything
     differentiates through them, as cuDNN's RNN backward does. Unlike torch's once_differentiable, that
     holds even when the incoming gradients are constants, so a second derivative is never silently left
-    out. Without create_graph, ``backward`` runs as it is."""
+    out. Without create_graph, ``backward`` runs as it is.
+
+    The raising node also leads to every saved tensor that requires grad: ``torch.autograd.grad`` only
+    runs the nodes on a path to the tensors it is asked about, so a node reachable from nothing it asks
+    about would never run (a parameter "not used in the graph", or with ``allow_unused`` and
+    ``materialize_grads`` a silent zero). A Function whose inputs are not all saved saves one of its
+    outputs, whose node leads to all of them (the recurrences save h_n)."""
 
     @functools.wraps(backward)
     def wrapped(ctx, *grads):
@@ -115,12 +121,13 @@ def first_derivatives_only(backward):
         where = [i for i, r in enumerate(results) if isinstance(r, torch.Tensor) and r.is_floating_point()]
         if not where:
             return result
-        guarded = torch._C._functions.DelayedError(SECOND_DERIVATIVE.encode(), len(where))(
-            *[results[i].detach().requires_grad_() for i in where]
+        anchors = [t for t in ctx.saved_tensors if t is not None and t.requires_grad]
+        guarded = torch._C._functions.DelayedError(SECOND_DERIVATIVE.encode(), len(where) + len(anchors))(
+            *[results[i].detach().requires_grad_() for i in where], *anchors
         )
         guarded = guarded if isinstance(guarded, tuple) else (guarded,)
         results = list(results)
-        for i, tensor in zip(where, guarded, strict=True):
+        for i, tensor in zip(where, guarded[: len(where)], strict=True):
             results[i] = tensor
         return tuple(results) if isinstance(result, tuple) else results[0]
 

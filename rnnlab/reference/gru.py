@@ -55,16 +55,17 @@ class GRURecurrence(torch.autograd.Function):
         gx_p, mask_p = to_processing_order(gx, reverse), to_processing_order(mask, reverse)
         rz, n, states = _forward_loop(gx_p, w_hh, b_hh, h0, mask_p)
         out = masked(states, mask_p)
-        h_n = states[-1] if states.shape[0] else h0
+        h_n = (states[-1] if states.shape[0] else h0).clone()
         ctx.reverse = reverse
         ctx.has_bias = b_hh is not None
-        ctx.save_for_backward(rz, n, states, w_hh, b_hh, h0, mask_p)
-        return to_processing_order(out, reverse), h_n.clone()
+        # h_n, an output, saved for first_derivatives_only: its node leads to gx, which is not saved
+        ctx.save_for_backward(rz, n, states, w_hh, b_hh, h0, mask_p, h_n)
+        return to_processing_order(out, reverse), h_n
 
     @staticmethod
     @first_derivatives_only
     def backward(ctx, d_out, d_hn):
-        rz, n, states, w_hh, b_hh, h0, mask = ctx.saved_tensors
+        rz, n, states, w_hh, b_hh, h0, mask, _ = ctx.saved_tensors
         steps, batch, hidden = n.shape
         d_hn = zeros_if_none(d_hn, h0)
         d_b_hh = w_hh.new_zeros(3 * hidden) if ctx.has_bias else None

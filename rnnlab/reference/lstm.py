@@ -70,16 +70,17 @@ class LSTMRecurrence(torch.autograd.Function):
         gx_p, mask_p = to_processing_order(gx, reverse), to_processing_order(mask, reverse)
         gates, cells, states = _forward_loop(gx_p, w_hh, h0, c0, mask_p)
         out = masked(states, mask_p)
-        h_n = states[-1] if states.shape[0] else h0
+        h_n = (states[-1] if states.shape[0] else h0).clone()
         c_n = cells[-1] if cells.shape[0] else c0
         ctx.reverse = reverse
-        ctx.save_for_backward(gates, cells, states, w_hh, h0, c0, mask_p)
-        return to_processing_order(out, reverse), h_n.clone(), c_n.clone()
+        # h_n, an output, saved for first_derivatives_only: its node leads to gx, which is not saved
+        ctx.save_for_backward(gates, cells, states, w_hh, h0, c0, mask_p, h_n)
+        return to_processing_order(out, reverse), h_n, c_n.clone()
 
     @staticmethod
     @first_derivatives_only
     def backward(ctx, d_out, d_hn, d_cn):
-        gates, cells, states, w_hh, h0, c0, mask = ctx.saved_tensors
+        gates, cells, states, w_hh, h0, c0, mask, _ = ctx.saved_tensors
         steps, batch, four_h = gates.shape
         hidden = four_h // 4
         d_hn, d_cn = zeros_if_none(d_hn, h0), zeros_if_none(d_cn, c0)

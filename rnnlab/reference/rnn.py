@@ -58,15 +58,16 @@ class RNNRecurrence(torch.autograd.Function):
         gx_p, mask_p = to_processing_order(gx, reverse), to_processing_order(mask, reverse)
         states = _forward_loop(gx_p, w_hh, h0, mask_p, nonlinearity)
         out = masked(states, mask_p)
-        h_n = states[-1] if states.shape[0] else h0
+        h_n = (states[-1] if states.shape[0] else h0).clone()
         ctx.reverse, ctx.nonlinearity = reverse, nonlinearity
-        ctx.save_for_backward(states, w_hh, h0, mask_p)
-        return to_processing_order(out, reverse), h_n.clone()
+        # h_n, an output, saved for first_derivatives_only: its node leads to gx, which is not saved
+        ctx.save_for_backward(states, w_hh, h0, mask_p, h_n)
+        return to_processing_order(out, reverse), h_n
 
     @staticmethod
     @first_derivatives_only
     def backward(ctx, d_out, d_hn):
-        states, w_hh, h0, mask = ctx.saved_tensors
+        states, w_hh, h0, mask, _ = ctx.saved_tensors
         steps, batch, hidden = states.shape
         d_hn = zeros_if_none(d_hn, h0)
         if steps == 0:

@@ -201,6 +201,26 @@ def test_create_graph_gives_first_derivatives_and_refuses_a_second(cell, impl):
         penalty.backward()
 
 
+@pytest.mark.parametrize("ask", ["every input", "gx alone", "allow_unused"])
+@pytest.mark.parametrize("impl", ["kernel", "reference"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_a_second_derivative_asked_of_autograd_grad_raises(cell, impl, ask):
+    """torch.autograd.grad runs only the nodes on a path to what it is asked about. The refusing node must
+    be on that path, for every input and for gx alone (which the recurrences do not save), and must not
+    give way to a silent zero under allow_unused/materialize_grads."""
+    case = Case(cell, batch=3, steps=5, hidden=20, lengths=True)
+    inputs, lengths = draw_inputs(case), draw_lengths(case)
+    outputs, leaves = run(case, inputs, lengths, impl, torch.float32)
+    leaves = {name: leaf for name, leaf in leaves.items() if leaf is not None}
+    upstream = torch.randn(case.steps, case.batch, case.hidden)
+    (d_gx,) = torch.autograd.grad(outputs[0], leaves["gx"], upstream, create_graph=True)
+    penalty = d_gx.pow(2).sum()
+    wrt = [leaves["gx"]] if ask == "gx alone" else list(leaves.values())
+    options = dict(allow_unused=True, materialize_grads=True) if ask == "allow_unused" else {}
+    with pytest.raises(RuntimeError, match="first derivatives only"):
+        torch.autograd.grad(penalty, wrt, **options)
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_registered_op_refuses_to_overwrite_gx(cell):
     """The registered op (what torch.compile traces) declares no mutation: called directly with
