@@ -121,6 +121,14 @@ def recurrences(backend: str) -> SimpleNamespace:
     return _REFERENCE
 
 
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype the reference and triton recurrences run in: under torch.autocast autocast's own (for
+    every cell, on every device), else the input's."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype
+
+
 class BackendSwitch:
     """Mixin for modules with a ``backend`` attribute, checked (and its imports warmed) when assigned."""
 

@@ -13,6 +13,7 @@ from torch import nn
 
 from . import backends
 from .reference import NONLINEARITIES
+from .validation import check_like
 
 
 class _Cell(backends.BackendSwitch):
@@ -45,6 +46,7 @@ class _Cell(backends.BackendSwitch):
             )
         if input.dim() == 2 and input.shape[0] == 0:
             raise ValueError("input has an empty batch (B=0); expected B >= 1")
+        check_like("input", input, "the cell's weights", self.weight_ih)
         nonlinearity = getattr(self, "nonlinearity", "")
         backend = backends.resolve(
             self.backend, self._cell, self.hidden_size, input.dtype, input.device, nonlinearity
@@ -54,20 +56,23 @@ class _Cell(backends.BackendSwitch):
             return torch_nn_cell.forward(self, input, hx)
         unbatched = input.dim() == 1
         x = input.unsqueeze(0) if unbatched else input  # (B, I)
-        states = self._states(hx, x, unbatched)
+        dtype = backends.compute_dtype(x)  # under torch.autocast, autocast's: as the layers
+        states = [s.to(dtype) for s in self._states(hx, x, unbatched)]
+        x = x.to(dtype)
         impl = backends.recurrences(backend)
-        b_ih, b_hh = (self.bias_ih, self.bias_hh) if self.bias else (None, None)
+        w_ih, w_hh = self.weight_ih.to(dtype), self.weight_hh.to(dtype)
+        b_ih, b_hh = (self.bias_ih.to(dtype), self.bias_hh.to(dtype)) if self.bias else (None, None)
         if self._cell == "gru":
-            gx = F.linear(x, self.weight_ih, b_ih).unsqueeze(0)  # (1, B, 3H)
-            _, h = impl.gru_recurrence(gx, self.weight_hh, b_hh, states[0])
+            gx = F.linear(x, w_ih, b_ih).unsqueeze(0)  # (1, B, 3H)
+            _, h = impl.gru_recurrence(gx, w_hh, b_hh, states[0])
             result = h
         else:
-            gx = F.linear(x, self.weight_ih, None if b_ih is None else b_ih + b_hh).unsqueeze(0)
+            gx = F.linear(x, w_ih, None if b_ih is None else b_ih + b_hh).unsqueeze(0)
             if self._cell == "lstm":
-                _, h, c = impl.lstm_recurrence(gx, self.weight_hh, states[0], states[1])
+                _, h, c = impl.lstm_recurrence(gx, w_hh, states[0], states[1])
                 result = (h, c)
             else:
-                _, h = impl.rnn_recurrence(gx, self.weight_hh, states[0], nonlinearity=nonlinearity)
+                _, h = impl.rnn_recurrence(gx, w_hh, states[0], nonlinearity=nonlinearity)
                 result = h
         if unbatched:
             return tuple(r.squeeze(0) for r in result) if isinstance(result, tuple) else result.squeeze(0)
@@ -77,13 +82,16 @@ class _Cell(backends.BackendSwitch):
         count = 2 if self._cell == "lstm" else 1
         if hx is None:
             return [x.new_zeros(x.shape[0], self.hidden_size)] * count
+        if self._cell == "lstm" and (not isinstance(hx, tuple | list) or len(hx) != 2):
+            raise TypeError(f"hx for an LSTMCell must be a tuple (h, c), got {type(hx).__name__}")
         states = list(hx) if self._cell == "lstm" else [hx]
-        if len(states) != count:
-            raise TypeError("hx for an LSTMCell must be a tuple (h, c)")
         expected = (self.hidden_size,) if unbatched else (x.shape[0], self.hidden_size)
         for name, state in zip(("h", "c"), states, strict=False):
+            if not isinstance(state, torch.Tensor):
+                raise TypeError(f"hx ({name}) must be a torch.Tensor, got {type(state).__name__}")
             if tuple(state.shape) != expected:
                 raise ValueError(f"hx ({name}) must have shape {expected}, got {tuple(state.shape)}")
+            check_like(f"hx ({name})", state, "the input", x)
         return [s.unsqueeze(0) if unbatched else s for s in states]
 
 

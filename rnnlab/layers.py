@@ -139,7 +139,7 @@ class _RecurrentLayer(backends.BackendSwitch):
         ``concurrent``: a bidirectional layer's two directions on two CUDA streams (``rnnlab.streams``);
         ``together``: in one call of the recurrence, stacked (``_run_both_directions``), where the kernels
         run that in one launch (``launch.both_directions_at_once``)."""
-        dtype = _compute_dtype(x)
+        dtype = backends.compute_dtype(x)
         layer_input = x.to(dtype)
         # every layer has the same hidden size and dtype: one answer for all of them
         together = (
@@ -250,13 +250,6 @@ def _stack(chunks: list[torch.Tensor]) -> torch.Tensor:
     """(L*D, B, H) from the final states in chunks (1 or 2, B, H), layer by layer: a single chunk itself
     (no copy: a view of a one-direction layer's state), else one ``cat``."""
     return chunks[0] if len(chunks) == 1 else torch.cat(chunks)
-
-
-def _compute_dtype(x: torch.Tensor) -> torch.dtype:
-    """Under torch.autocast the recurrence runs in autocast's dtype, as torch.nn's does."""
-    if torch.is_autocast_enabled(x.device.type):
-        return torch.get_autocast_dtype(x.device.type)
-    return x.dtype
 
 
 class LSTM(_RecurrentLayer, nn.RNNBase):

@@ -25,14 +25,15 @@ def check_input(x: torch.Tensor, input_size: int, weight: torch.Tensor, batch_fi
         )
     if x.dim() == 3 and x.shape[0 if batch_first else 1] == 0:
         raise ValueError(f"input has an empty batch (B=0) in shape {tuple(x.shape)}; expected B >= 1")
-    if x.device != weight.device:
-        raise ValueError(
-            f"input is on {x.device} but the layer's weights are on {weight.device}; move one with .to()"
-        )
-    if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
-        raise TypeError(
-            f"input has dtype {x.dtype} but the layer's weights have {weight.dtype}; cast one with .to()"
-        )
+    check_like("input", x, "the layer's weights", weight)
+
+
+def check_like(name: str, tensor: torch.Tensor, other_name: str, other: torch.Tensor) -> None:
+    """``tensor`` on ``other``'s device and, outside torch.autocast (which casts them), of its dtype."""
+    if tensor.device != other.device:
+        raise ValueError(f"{name} is on {tensor.device}, {other_name} on {other.device}; move one with .to()")
+    if tensor.dtype != other.dtype and not torch.is_autocast_enabled(tensor.device.type):
+        raise TypeError(f"{name} has dtype {tensor.dtype}, {other_name} {other.dtype}; cast one with .to()")
 
 
 def check_state(
@@ -48,10 +49,7 @@ def check_state(
             else ("(num_layers * num_directions, B, hidden_size)")
         )
         raise ValueError(f"{name} must have shape {what} = {expected}, got {tuple(state.shape)}")
-    if state.device != like.device:
-        raise ValueError(f"{name} is on {state.device} but the input is on {like.device}")
-    if state.dtype != like.dtype and not torch.is_autocast_enabled(like.device.type):
-        raise TypeError(f"{name} has dtype {state.dtype} but the input has {like.dtype}")
+    check_like(name, state, "the input", like)
 
 
 def check_lengths(lengths: torch.Tensor | Sequence[int], batch: int, steps: int) -> torch.Tensor:

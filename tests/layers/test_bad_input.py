@@ -46,21 +46,19 @@ def test_lstm_needs_a_tuple_and_gru_a_tensor():
 
 
 def test_input_and_weights_of_different_dtypes(lstm):
-    with pytest.raises(
-        TypeError, match=r"input has dtype torch.float64 but the layer's weights have torch.float32"
-    ):
+    with pytest.raises(TypeError, match=r"input has dtype torch.float64, the layer's weights torch.float32"):
         lstm(torch.randn(2, 1, 3, dtype=torch.float64))
 
 
 def test_state_of_different_dtype(lstm):
     h0 = torch.zeros(2, 1, 4, dtype=torch.float64)
-    with pytest.raises(TypeError, match="h0 has dtype torch.float64 but the input has torch.float32"):
+    with pytest.raises(TypeError, match="h0 has dtype torch.float64, the input torch.float32"):
         lstm(torch.randn(2, 1, 3), (h0, h0.float()))
 
 
 def test_input_and_weights_on_different_devices(lstm):
     x = torch.randn(2, 1, 3, device="meta")
-    with pytest.raises(ValueError, match=r"input is on meta but the layer's weights are on cpu"):
+    with pytest.raises(ValueError, match=r"input is on meta, the layer's weights on cpu"):
         lstm(x)
 
 
@@ -147,3 +145,24 @@ def test_cells_check_their_input():
         cell(torch.randn(2, 3), torch.randn(3, 4))
     with pytest.raises(ValueError, match="empty batch"):
         cell(torch.randn(0, 3))
+
+
+@pytest.mark.parametrize("name", ["LSTMCell", "GRUCell", "RNNCell"])
+def test_cells_check_dtype_device_and_type_of_their_arguments(name):
+    """As the layers: a dtype or device mismatch, or a state that is no tensor, names the argument."""
+    cell, x = getattr(rnnlab, name)(3, 4), torch.randn(2, 3)
+
+    def hx(h):
+        return (h, torch.randn(2, 4)) if name == "LSTMCell" else h
+
+    with pytest.raises(TypeError, match=r"input has dtype torch.float64, the cell's weights torch.float32"):
+        cell(x.double())
+    with pytest.raises(TypeError, match=r"hx \(h\) has dtype torch.float64, the input torch.float32"):
+        cell(x, hx(torch.randn(2, 4, dtype=torch.float64)))
+    with pytest.raises(ValueError, match=r"hx \(h\) is on meta, the input on cpu"):
+        cell(x, hx(torch.randn(2, 4, device="meta")))
+    with pytest.raises(TypeError, match=r"hx \(h\) must be a torch.Tensor, got float"):
+        cell(x, hx(1.0))
+    if name == "LSTMCell":
+        with pytest.raises(TypeError, match=r"tuple \(h, c\), got Tensor"):
+            cell(x, torch.randn(2, 4))

@@ -58,3 +58,23 @@ def test_sigmoid_cell():
         x @ module.weight_ih.T + module.bias_ih + h @ module.weight_hh.T + module.bias_hh
     )
     assert_relative_close(module(x, h), expected, 1e-6, "sigmoid cell")
+
+
+@pytest.mark.parametrize("with_state", [False, True], ids=["no-hx", "hx"])
+@pytest.mark.parametrize("cell", list(PAIRS))
+def test_cell_under_autocast(cell, with_state):
+    """Under torch.autocast (CPU, bf16) a reference cell runs in autocast's dtype, as the layers do, and
+    stays within bf16's rounding of torch.nn's fp32 cell; its gradients reach the fp32 parameters."""
+    torch_cls, cls, _, extra = PAIRS[cell]
+    expected, module = torch_cls(5, 7, **extra), cls(5, 7, backend="reference", **extra)
+    module.load_state_dict(expected.state_dict())
+    x, h = torch.randn(3, 5), torch.randn(3, 7)
+    hx = ((h, torch.randn_like(h)) if cell == "lstm" else h) if with_state else None
+    want = flatten_states(expected(x, hx))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = flatten_states(module(x, hx))
+    for o, o_e in zip(got, want, strict=True):
+        assert o.dtype == torch.bfloat16
+        torch.testing.assert_close(o.float(), o_e, rtol=3e-2, atol=3e-2)
+    sum(o.float().sum() for o in got).backward()
+    assert module.weight_hh.grad is not None and module.weight_hh.grad.dtype == torch.float32
