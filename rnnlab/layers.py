@@ -111,8 +111,8 @@ class _RecurrentLayer(backends.BackendSwitch):
         expected = (self.num_layers * self._directions, x.shape[1], self.hidden_size)
         shown = expected[:1] + expected[2:] if unbatched else expected
         if hx is None:
-            zeros = x.new_zeros(expected)
-            return zeros, (zeros if self._cell == "lstm" else None)
+            # two tensors, not one twice: at T = 0 they come back as h_n and c_n, which must not alias
+            return x.new_zeros(expected), (x.new_zeros(expected) if self._cell == "lstm" else None)
         if self._cell == "lstm":
             if not isinstance(hx, tuple | list) or len(hx) != 2:
                 raise TypeError("hx for an LSTM must be a tuple (h0, c0)")

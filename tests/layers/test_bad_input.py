@@ -106,8 +106,11 @@ def test_zero_steps_return_empty_output_and_the_initial_state(cls, backend):
     initial = hx if isinstance(hx, tuple) else (hx,)
     for s, s0 in zip(states, initial, strict=True):
         assert torch.equal(s, s0)
-    out, _ = layer(torch.randn(0, 2, 3))
+    out, state = layer(torch.randn(0, 2, 3))
     assert out.shape == (0, 2, 8)
+    if cls is rnnlab.LSTM:  # zeros, as two tensors: h_n and c_n must not alias
+        h_n, c_n = state
+        assert not h_n.any() and not c_n.any() and h_n.data_ptr() != c_n.data_ptr()
 
 
 @pytest.mark.parametrize("cls", [rnnlab.LSTM, rnnlab.GRU, rnnlab.RNN])
