@@ -29,7 +29,9 @@ class SplitDataModule(L.LightningDataModule):
     def _bucketed_loader(
         self, data: list, lengths: list[int], stage: str, collate: Callable
     ) -> torch.utils.data.DataLoader:
-        """Batches of similar lengths (less padding), shuffled by seed and epoch for training only."""
+        """Batches of similar lengths (less padding), shuffled by seed and epoch for training only. Under DDP
+        the sampler deals each rank its own share (it reads the rank from torch.distributed, initialized by
+        the time Lightning asks for a loader), so the Trainer needs ``use_distributed_sampler=False``."""
         sampler = BucketBatchSampler(lengths, self.batch_size, shuffle=stage == "train", seed=self.seed)
         return torch.utils.data.DataLoader(
             data,
