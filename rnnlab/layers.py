@@ -85,9 +85,9 @@ class _RecurrentLayer(backends.BackendSwitch):
         backend = backends.resolve(
             self.backend, self._cell, self.hidden_size, x.dtype, x.device, getattr(self, "nonlinearity", "")
         )
-        if steps == 0:
-            out = x.new_zeros(0, batch, self._directions * self.hidden_size)
-            h_n, c_n = h0, c0
+        if steps == 0:  # empty, but in x's graph (a loss over it backpropagates), and copies of the states
+            out = x[..., :1].expand(0, batch, self._directions * self.hidden_size).clone()
+            h_n, c_n = h0.clone(), (None if c0 is None else c0.clone())
         elif backend == "cudnn":
             out, h_n, c_n = self._run_torch_nn(x, h0, c0, lengths)
         else:

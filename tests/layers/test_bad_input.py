@@ -111,6 +111,10 @@ def test_zero_steps_return_empty_output_and_the_initial_state(cls, backend):
     if cls is rnnlab.LSTM:  # zeros, as two tensors: h_n and c_n must not alias
         h_n, c_n = state
         assert not h_n.any() and not c_n.any() and h_n.data_ptr() != c_n.data_ptr()
+    x = torch.randn(0, 2, 3, requires_grad=True)  # an empty batch still backpropagates
+    out, _ = layer(x)
+    out.sum().backward()
+    assert x.grad is not None and x.grad.shape == x.shape
 
 
 @pytest.mark.parametrize("cls", [rnnlab.LSTM, rnnlab.GRU, rnnlab.RNN])
