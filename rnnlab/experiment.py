@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import math
 import os
 import time
@@ -31,12 +32,14 @@ from hydra import compose as hydra_compose
 from hydra import initialize_config_module
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from .cli import schemas
 from .cli.callbacks import ConfigInCheckpoint
+
+log = logging.getLogger("rnnlab.experiment")
 
 CONFIG_MODULE = "rnnlab.conf"
 # Set while a run fits: the ranks Lightning starts for DDP read the parent's resolved config from this file
@@ -91,9 +94,14 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], L.LightningModule]:
     """Fit ``cfg`` (from :func:`compose` or rnnlab-train), test the best checkpoint; return (metrics, task).
 
     The metrics are the test metrics (``test/...``), ``<monitor>_best`` (the best validation score, which
-    sweeps optimise), ``best_checkpoint``, ``last_checkpoint``, ``epochs``, ``steps``, ``train_seconds``,
-    ``parameters`` and ``output_dir``. On rank 0, ``result.json`` in the run folder records the outcome,
-    including a failure (and the error is raised again).
+    sweeps optimise), ``best_checkpoint`` (the checkpoint tested), ``last_checkpoint``, ``epochs``,
+    ``steps``, ``train_seconds``, ``parameters`` and ``output_dir``. On rank 0, ``result.json`` in the run
+    folder records the outcome, including a failure (and the error is raised again).
+
+    ``train=false ckpt_path=<ckpt>`` tests the weights of that checkpoint, with this config's data and
+    model (which must match the checkpoint's). ``train=false`` with ``test=true`` and no ``ckpt_path`` is
+    an error, since it would test untrained weights; ``train=false test=false`` builds the task as
+    initialised and returns it.
     """
     out = Path(cfg.paths.output_dir)
     started = time.time()
@@ -111,6 +119,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], L.LightningModule]:
 
 def _fit_and_test(cfg: DictConfig, out: Path) -> tuple[dict[str, Any], L.LightningModule]:
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    fit, ckpt_path = config.get("train", True), config.get("ckpt_path")
+    if not fit and config.get("test", True) and not ckpt_path:
+        raise ValueError(
+            "train=false with test=true needs ckpt_path=<checkpoint> (e.g. <run>/checkpoints/best.ckpt): "
+            "without one the test would score untrained weights (or use rnnlab-eval <checkpoint>)"
+        )
     out.mkdir(parents=True, exist_ok=True)
     if rank_zero_only.rank == 0:
         (out / "config.yaml").write_text(OmegaConf.to_yaml(config))
@@ -124,8 +138,10 @@ def _fit_and_test(cfg: DictConfig, out: Path) -> tuple[dict[str, Any], L.Lightni
     callbacks = [instantiate(c) for c in (config.get("callbacks") or {}).values() if c]
     callbacks.append(ConfigInCheckpoint(config))
     loggers = [instantiate(c) for c in (config.get("logger") or {}).values() if c]
+    if not loggers:
+        callbacks = _without_learning_rate_monitor(callbacks)
     trainer_args = dict(config["trainer"])
-    if config.get("ckpt_path"):
+    if ckpt_path:
         # The sanity check's validation batches would draw from the random state just restored from the
         # checkpoint, and the resumed run would then drift from an uninterrupted one; the model it would
         # check has been validated already.
@@ -133,16 +149,19 @@ def _fit_and_test(cfg: DictConfig, out: Path) -> tuple[dict[str, Any], L.Lightni
     trainer = L.Trainer(**trainer_args, callbacks=callbacks, logger=loggers or False)
 
     start = time.perf_counter()
-    if config.get("train", True):
+    if fit:
         with ranks_share_config(out / "config.yaml"):
-            trainer.fit(task, datamodule=datamodule, ckpt_path=config.get("ckpt_path"))
+            trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
     seconds = time.perf_counter() - start
 
     checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
-    best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+    if fit:
+        # The best checkpoint, not the last weights; fast_dev_run writes none, so it tests what it has.
+        best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+    else:
+        best = ckpt_path  # nothing was fitted: the checkpoint given is the model tested
     metrics: dict[str, Any] = {}
     if config.get("test", True):
-        # The best checkpoint, not the last weights; fast_dev_run writes none, so it tests what it has.
         tested = trainer.test(task, datamodule=datamodule, ckpt_path=best, verbose=False)
         metrics.update(tested[0] if tested else {})
     score = checkpoint.best_model_score if checkpoint is not None else None
@@ -158,9 +177,18 @@ def _fit_and_test(cfg: DictConfig, out: Path) -> tuple[dict[str, Any], L.Lightni
             "output_dir": str(out),
         }
     )
-    if config.get("plot", True) and trainer.is_global_zero and (out / "metrics.csv").exists():
+    if config.get("plot", True) and fit and trainer.is_global_zero and (out / "metrics.csv").exists():
         plot_learning_curve(out, config["monitor"], config.get("name", ""))
     return metrics, task
+
+
+def _without_learning_rate_monitor(callbacks: list[L.Callback]) -> list[L.Callback]:
+    """``callbacks`` less the LearningRateMonitor, which Lightning refuses in a run without a logger
+    (``logger=none``): the learning rate has nowhere to go."""
+    kept = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    if len(kept) < len(callbacks):
+        log.info("no logger: the learning_rate_monitor callback is left out (it writes to the logger)")
+    return kept
 
 
 def build_datamodule(data: dict) -> L.LightningDataModule:

@@ -3,9 +3,12 @@
     rnnlab-eval outputs/sentiment_lstm/runs/<time>/checkpoints/best.ckpt
     rnnlab-eval <ckpt> --split val
     rnnlab-eval <ckpt> data.path=my_reviews.tsv data.split=[0,0,1]    # all of your own file as the test split
+    rnnlab-eval <ckpt> model.backend=cudnn                            # the same weights, torch.nn's layers
 
 The data and the model are rebuilt from the config stored in the checkpoint; ``key=value`` arguments
-change it first. Prints the metrics (``<split>/...``) and, with ``--json``, writes them to a file.
+change it first. ``model.*`` changes that keep the weights' shapes are applied (``model.backend=cudnn``,
+``model.beam_size=8``); one that would not fit the weights (``model.hidden_size=64``) is an error naming it.
+Prints the metrics (``<split>/...``) and, with ``--json``, writes them to a file.
 """
 
 from __future__ import annotations
@@ -42,11 +45,13 @@ def evaluate(
         enable_model_summary=False,
         deterministic=run.config.get("trainer", {}).get("deterministic", False),
     )
-    loader = getattr(datamodule, f"{split}_dataloader")()
+    # The task's test step computes the metrics, whichever split it is given. The Trainer gets the whole
+    # DataModule, not a loader alone: a task may read it while testing (translation decodes its
+    # hypotheses with the DataModule's target tokenizer), so the test loader is pointed at the split.
+    datamodule.test_dataloader = getattr(datamodule, f"{split}_dataloader")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        # The task's test step computes the metrics, whichever split it is given.
-        metrics = trainer.test(task, dataloaders=loader, verbose=False)[0]
+        metrics = trainer.test(task, datamodule=datamodule, verbose=False)[0]
     return {f"{split}/{k.split('/', 1)[1]}" if "/" in k else k: float(v) for k, v in metrics.items()}
 
 
