@@ -18,6 +18,23 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = (None, "cosine", "plateau", "step")
 
 
+def sync(stage: str) -> dict[str, bool]:
+    """``self.log``'s ``sync_dist`` for a value of ``stage``: under DDP each rank sees its own share of the
+    batches, so an evaluation's epoch value is averaged over the ranks (training's per-step values are
+    not: an all-reduce every step, for a progress display)."""
+    return {"sync_dist": stage != "train"}
+
+
+def gathered(items: list) -> list:
+    """``items`` of every rank, in rank order, under torch.distributed (DDP); ``items`` itself otherwise.
+    For metrics over a whole split that are not means of per-batch values, such as corpus BLEU."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return items
+    parts: list = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(parts, items)
+    return [item for part in parts for item in part]
+
+
 class RNNTask(L.LightningModule):
     """Base of the task modules. Subclasses call ``save_hyperparameters()`` and set ``self.model``; the
     optimizer settings are read from ``self.hparams`` (``optimizer``, ``lr``, ``weight_decay``,

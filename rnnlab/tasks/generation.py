@@ -26,7 +26,7 @@ from ..data import abc
 from ..data.generation import CharLMDataModule
 from ..data.tokenizers import CharTokenizer
 from ..models.language_model import LanguageModel, detach_state
-from .common import RNNTask, start_run, train_and_test
+from .common import RNNTask, start_run, sync, train_and_test
 
 
 class LanguageModelTask(RNNTask):
@@ -83,9 +83,12 @@ class LanguageModelTask(RNNTask):
         loss = F.cross_entropy(logits.flatten(0, 1), batch["target"].flatten())  # nats per character
         chars = batch["target"].numel()  # the epoch value is the mean over characters
         self.log(
-            f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, batch_size=chars, prog_bar=True
+            f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, batch_size=chars, prog_bar=True,
+            **sync(stage),
+        )  # fmt: skip
+        self.log(
+            f"{stage}/bpc", loss / math.log(2), on_step=False, on_epoch=True, batch_size=chars, **sync(stage)
         )
-        self.log(f"{stage}/bpc", loss / math.log(2), on_step=False, on_epoch=True, batch_size=chars)
         return loss
 
 

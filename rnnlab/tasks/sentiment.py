@@ -20,7 +20,7 @@ import torchmetrics
 
 from ..data.sentiment import SentimentDataModule
 from ..models.classifier import PRESETS, SentimentClassifier
-from .common import RNNTask, start_run, train_and_test
+from .common import RNNTask, start_run, sync, train_and_test
 
 
 class SentimentTask(RNNTask):
@@ -91,7 +91,9 @@ class SentimentTask(RNNTask):
         loss = F.cross_entropy(logits, batch["labels"])
         preds = logits.argmax(-1)
         size = len(batch["labels"])
-        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, batch_size=size)
+        self.log(
+            f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, batch_size=size, **sync(stage)
+        )
         metric = getattr(self, f"{stage}_acc")
         metric(preds, batch["labels"])
         self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, batch_size=size, prog_bar=True)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from ..data.synthetic import AddingDataModule, CopyDataModule
 from ..models.synthetic import SyntheticModel
-from .common import RNNTask, start_run, train_and_test
+from .common import RNNTask, start_run, sync, train_and_test
 
 
 class SyntheticTask(RNNTask):
@@ -79,8 +79,9 @@ class AddingTask(SyntheticTask):
         loss = F.mse_loss(prediction, batch["targets"])
         size = len(batch["targets"])
         self.log(
-            f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, batch_size=size, prog_bar=True
-        )
+            f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, batch_size=size, prog_bar=True,
+            **sync(stage),
+        )  # fmt: skip
         return loss
 
 
@@ -102,8 +103,12 @@ class CopyTask(SyntheticTask):
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
         acc = (logits.argmax(-1) == targets).float().mean()
         size = len(targets)
-        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, batch_size=size)
-        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, batch_size=size, prog_bar=True)
+        self.log(
+            f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, batch_size=size, **sync(stage)
+        )
+        self.log(
+            f"{stage}/acc", acc, on_step=False, on_epoch=True, batch_size=size, prog_bar=True, **sync(stage)
+        )
         return loss
 
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from ..data.tokenizers import WordTokenizer
 from ..data.translation import TranslationDataModule
 from ..models.seq2seq import Seq2Seq
-from .common import RNNTask, start_run, train_and_test
+from .common import RNNTask, gathered, start_run, train_and_test
 
 
 class TranslationTask(RNNTask):
@@ -98,17 +98,19 @@ class TranslationTask(RNNTask):
 
     def _evaluate(self, batch: dict, stage: str, beam_size: int) -> None:
         size = len(batch["ref"])
-        self.log(f"{stage}/loss", self._loss(batch, 1.0), on_step=False, on_epoch=True, batch_size=size)
+        loss = self._loss(batch, 1.0)
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
         tokenizer = self.trainer.datamodule.tgt_tokenizer
         hyps = [tokenizer.decode(ids) for ids in self.decode(batch, beam_size)]
         self._outputs[stage] += list(zip(hyps, batch["ref"], strict=True))
 
     def _bleu(self, stage: str) -> None:
-        pairs, self._outputs[stage] = self._outputs[stage], []
+        pairs, self._outputs[stage] = gathered(self._outputs[stage]), []  # every rank's, under DDP
         if pairs:
             hyps, refs = zip(*pairs, strict=True)
             bleu = sacrebleu.corpus_bleu(list(hyps), [list(refs)]).score
-            self.log(f"{stage}/bleu", bleu, batch_size=len(pairs), prog_bar=True)
+            # the same on every rank (pairs gathered): sync_dist averages equal values, and quiets Lightning
+            self.log(f"{stage}/bleu", bleu, batch_size=len(pairs), prog_bar=True, sync_dist=True)
             self.last_outputs = pairs
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
