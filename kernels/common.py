@@ -66,6 +66,14 @@ def interpreted() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
+def fast_math() -> bool:
+    """FAST of the forward kernels (``device.sigmoid``): the activations' exponential and reciprocal as one
+    approximate PTX instruction each. On when the kernels are compiled for an NVIDIA GPU (not under the
+    interpreter, which cannot run PTX, nor on ROCm); ``RNNLAB_FAST_MATH=0`` turns it off for a side-by-side
+    run. The backward kernels recompute what they need with the ordinary lowering."""
+    return not interpreted() and torch.version.hip is None and os.environ.get("RNNLAB_FAST_MATH", "1") != "0"
+
+
 def available() -> bool:
     """Triton importable and recent enough (``triton_problem``), and a CUDA device present or the
     interpreter switched on."""

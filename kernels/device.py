@@ -5,27 +5,38 @@ import triton.language as tl
 
 
 @triton.jit
-def sigmoid(x):
-    # exp(-x) overflows to inf for x < -88: 1 / inf = 0, the right limit, no NaN.
-    return 1.0 / (1.0 + tl.exp(-x))
+def sigmoid(x, FAST: tl.constexpr):
+    """1 / (1 + e^-x) in fp32. FAST (``common.fast_math``: compiled for an NVIDIA GPU) takes e^-x and the
+    reciprocal each as one approximate instruction (ex2.approx.ftz, rcp.approx.ftz: a few ulp, the class
+    of tl.exp's and `/`'s own lowering, without their fix-ups for subnormal and huge values, which a
+    sigmoid does not need): compiled for sm_90, a third fewer instructions in the LSTM forward's step."""
+    if FAST:
+        e = tl.inline_asm_elementwise(
+            "ex2.approx.ftz.f32 $0, $1;", "=r,r", [x * -1.4426950408889634], tl.float32, True, 1
+        )
+        y = tl.inline_asm_elementwise("rcp.approx.ftz.f32 $0, $1;", "=r,r", [1.0 + e], tl.float32, True, 1)
+    else:
+        # exp(-x) overflows to inf for x < -88: 1 / inf = 0, the right limit, no NaN.
+        y = 1.0 / (1.0 + tl.exp(-x))
+    return y
 
 
 @triton.jit
-def tanh(x):
+def tanh(x, FAST: tl.constexpr):
     # 2 sigmoid(2x) - 1: saturates to +-1 without the inf/inf NaN of (e^x - e^-x) / (e^x + e^-x).
     # Absolute error ~1e-7 in fp32 near 0 (cancellation), well inside the fp32 test tolerance.
-    return 2.0 * sigmoid(2.0 * x) - 1.0
+    return 2.0 * sigmoid(2.0 * x, FAST) - 1.0
 
 
 @triton.jit
-def activate(x, ACT: tl.constexpr):
+def activate(x, ACT: tl.constexpr, FAST: tl.constexpr):
     """ACT: 0 tanh, 1 relu, 2 sigmoid (the Elman RNN's nonlinearity)."""
     if ACT == 0:
-        y = tanh(x)
+        y = tanh(x, FAST)
     elif ACT == 1:
         y = tl.maximum(x, 0.0)
     else:
-        y = sigmoid(x)
+        y = sigmoid(x, FAST)
     return y
 
 

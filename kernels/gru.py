@@ -63,7 +63,7 @@ def _gru_gx(gx, t, B, H, rows, cols):
 @triton.jit
 def _gru_fwd_cell(
     x, b, out, gates, ghn, t, B, H, rows, cols, acc_r, acc_z, acc_n, h_prev, valid,
-    HAS_BIAS: tl.constexpr, SAVE: tl.constexpr,
+    HAS_BIAS: tl.constexpr, SAVE: tl.constexpr, FAST: tl.constexpr,
 ):  # fmt: skip
     """Gate math of one (BLOCK_B, BLOCK_N) tile at time t given its input gates ``x`` (``_gru_gx``) and
     h_{t-1} @ W^T per gate; stores out[t] (and r, z, n in ``gates``, gh_n in ``ghn`` when SAVE). Returns the
@@ -74,9 +74,9 @@ def _gru_fwd_cell(
         acc_r += tl.load(b + cols, mask=cols < H, other=0.0).to(tl.float32)[None, :]
         acc_z += tl.load(b + H + cols, mask=cols < H, other=0.0).to(tl.float32)[None, :]
         acc_n += tl.load(b + 2 * H + cols, mask=cols < H, other=0.0).to(tl.float32)[None, :]
-    r = sigmoid(acc_r + x[0].to(tl.float32))
-    z = sigmoid(acc_z + x[1].to(tl.float32))
-    n = tanh(x[2].to(tl.float32) + r * acc_n)
+    r = sigmoid(acc_r + x[0].to(tl.float32), FAST)
+    z = sigmoid(acc_z + x[1].to(tl.float32), FAST)
+    n = tanh(x[2].to(tl.float32) + r * acc_n, FAST)
     h = tl.where(valid, n + z * (h_prev - n), h_prev)
     tl.store(out + row * H + cols[None, :], tl.where(valid, h, 0.0).to(out.dtype.element_ty), mask=mask)
     if SAVE:  # ``gates`` may be gx itself: r, z, n are each computed from the x_r, x_z, x_n they replace
@@ -98,6 +98,7 @@ def _gru_fwd_kernel(
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     PRECISION: tl.constexpr,
     UPCAST: tl.constexpr, FUSED: tl.constexpr,  # 0, 1 or 2: launch._fused
+    FAST: tl.constexpr,  # device.sigmoid: common.fast_math
 ):  # fmt: skip
     # h_buf (2, B, H) fp32: h0 in slot 0; step s reads slot s % 2 and writes the other (tiled path); the
     # final h lands in slot T % 2. PREFETCH (on chip, resident): step s + 1's input gates are loaded while
@@ -135,8 +136,9 @@ def _gru_fwd_kernel(
             acc_z = dot(hd, w_z, None, PRECISION, UPCAST)
             acc_n = dot(hd, w_n, None, PRECISION, UPCAST)
             h = _gru_fwd_cell(
-                x, b, out, gates, ghn, t, B, H, rows, cols, acc_r, acc_z, acc_n, h, valid, HAS_BIAS, SAVE
-            )
+                x, b, out, gates, ghn, t, B, H, rows, cols, acc_r, acc_z, acc_n, h, valid,
+                HAS_BIAS, SAVE, FAST,
+            )  # fmt: skip
         tl.store(h_buf + (T % 2) * B * H + off, h, mask=mask)
     elif RESIDENT:
         # One column tile per program, its (padded H, BLOCK_N) slice of W^T per gate loaded once; this tile's
@@ -166,8 +168,9 @@ def _gru_fwd_kernel(
                 acc_z = dot(hk, w_z, None, PRECISION, UPCAST)
                 acc_n = dot(hk, w_n, None, PRECISION, UPCAST)
             h = _gru_fwd_cell(
-                x, b, out, gates, ghn, t, B, H, rows, cols, acc_r, acc_z, acc_n, h, valid, HAS_BIAS, SAVE
-            )
+                x, b, out, gates, ghn, t, B, H, rows, cols, acc_r, acc_z, acc_n, h, valid,
+                HAS_BIAS, SAVE, FAST,
+            )  # fmt: skip
             write_state(h_buf, xch, counter, s, B * H, off, mask, h, SYNC, TAGGED)  # before step s + 1 reads
     else:
         # This program's column tiles of every gate (see launch.Plan); h_{t-1} read from L2 (.cg).
@@ -207,7 +210,7 @@ def _gru_fwd_kernel(
                 x = _gru_gx(gx, t, B, H, rows, cols)
                 h = _gru_fwd_cell(
                     x, b, out, gates, ghn, t, B, H, rows, cols, acc_r, acc_z, acc_n, h_prev, valid,
-                    HAS_BIAS, SAVE,
+                    HAS_BIAS, SAVE, FAST,
                 )  # fmt: skip
                 tl.store(h_write + off, h, mask=mask)
             step_sync(counter, (s + 1) * tl.num_programs(1), SYNC)  # h_t complete before step s + 1 reads it
@@ -465,6 +468,7 @@ def _gru_fwd_impl(
                 _gru_fwd_kernel, plan, steps, args, exchange=(batch, hidden), directions=directions,
                 shared=(lengths,),
                 HAS_BIAS=b_hh is not None, HAS_LENGTHS=lengths is not None, REVERSE=reverse, SAVE=save,
+                FAST=common.fast_math(),
             )  # fmt: skip
     return out, common.in_dtype(h_buf[..., steps % 2, :, :], gx.dtype), gates, ghn
 

@@ -64,7 +64,7 @@ def _lstm_gx(gx, t, B, H, rows, cols):
 @triton.jit
 def _lstm_fwd_cell(
     x, out, gates, cells, t, B, H, rows, cols, acc_i, acc_f, acc_g, acc_o, h_prev, c_prev, valid,
-    SAVE: tl.constexpr,
+    SAVE: tl.constexpr, FAST: tl.constexpr,
 ):  # fmt: skip
     """Gate math of one (BLOCK_B, BLOCK_N) tile at time t, given its input gates ``x`` (``_lstm_gx``) and
     h_{t-1} @ W^T per gate; stores out[t] (and the gates and c_t when SAVE). Returns the new fp32 (h, c),
@@ -73,12 +73,12 @@ def _lstm_fwd_cell(
     row = t.to(tl.int64) * B + rows[:, None]  # (BLOCK_B, 1) index of (t, b)
     g_off = row * 4 * H + cols[None, :]
     s_off = row * H + cols[None, :]
-    i = sigmoid(acc_i + x[0].to(tl.float32))
-    f = sigmoid(acc_f + x[1].to(tl.float32))
-    g = tanh(acc_g + x[2].to(tl.float32))
-    o = sigmoid(acc_o + x[3].to(tl.float32))
+    i = sigmoid(acc_i + x[0].to(tl.float32), FAST)
+    f = sigmoid(acc_f + x[1].to(tl.float32), FAST)
+    g = tanh(acc_g + x[2].to(tl.float32), FAST)
+    o = sigmoid(acc_o + x[3].to(tl.float32), FAST)
     c = tl.where(valid, f * c_prev + i * g, c_prev)
-    h = tl.where(valid, o * tanh(c), h_prev)
+    h = tl.where(valid, o * tanh(c, FAST), h_prev)
     tl.store(out + s_off, tl.where(valid, h, 0.0).to(out.dtype.element_ty), mask=mask)
     if SAVE:
         dt = gates.dtype.element_ty
@@ -98,6 +98,7 @@ def _lstm_fwd_kernel(
     ON_CHIP: tl.constexpr, RESIDENT: tl.constexpr, PREFETCH: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
     UPCAST: tl.constexpr, FUSED: tl.constexpr,  # 0, 1 or 2: launch._fused
+    FAST: tl.constexpr,  # device.sigmoid: common.fast_math
 ):  # fmt: skip
     # h_buf (2, B, H) fp32: h0 in slot 0; step s reads slot s % 2 and writes the other (tiled path), the
     # final h lands in slot T % 2. c_buf (B, H) fp32: c0 in, c_T out, updated in place tile by tile.
@@ -137,7 +138,7 @@ def _lstm_fwd_kernel(
             acc_g = dot(hd, w_g, None, PRECISION, UPCAST)
             acc_o = dot(hd, w_o, None, PRECISION, UPCAST)
             h, c = _lstm_fwd_cell(
-                x, out, gates, cells, t, B, H, rows, cols, acc_i, acc_f, acc_g, acc_o, h, c, valid, SAVE
+                x, out, gates, cells, t, B, H, rows, cols, acc_i, acc_f, acc_g, acc_o, h, c, valid, SAVE, FAST
             )
         tl.store(h_buf + (T % 2) * B * H + off, h, mask=mask)
         tl.store(c_buf + off, c, mask=mask)
@@ -174,7 +175,7 @@ def _lstm_fwd_kernel(
                 acc_g = dot(hk, w_g, None, PRECISION, UPCAST)
                 acc_o = dot(hk, w_o, None, PRECISION, UPCAST)
             h, c = _lstm_fwd_cell(
-                x, out, gates, cells, t, B, H, rows, cols, acc_i, acc_f, acc_g, acc_o, h, c, valid, SAVE
+                x, out, gates, cells, t, B, H, rows, cols, acc_i, acc_f, acc_g, acc_o, h, c, valid, SAVE, FAST
             )
             write_state(h_buf, xch, counter, s, B * H, off, mask, h, SYNC, TAGGED)  # before step s + 1 reads
         tl.store(c_buf + off, c, mask=mask)
@@ -221,7 +222,7 @@ def _lstm_fwd_kernel(
                 x = _lstm_gx(gx, t, B, H, rows, cols)
                 h, c = _lstm_fwd_cell(
                     x, out, gates, cells, t, B, H, rows, cols, acc_i, acc_f, acc_g, acc_o, h_prev, c_prev,
-                    valid, SAVE,
+                    valid, SAVE, FAST,
                 )  # fmt: skip
                 tl.store(h_write + off, h, mask=mask)
                 tl.store(c_buf + off, c, mask=mask)
@@ -269,7 +270,7 @@ def _lstm_bwd_cell(loaded, d_out, d_gates, t, B, H, rows, cols, dh, dc, valid):
     if d_out is not None:
         dh = dh + tl.where(valid, dy.to(tl.float32), 0.0)
     i, f, g, o = i.to(tl.float32), f.to(tl.float32), g.to(tl.float32), o.to(tl.float32)
-    tanh_c = tanh(c.to(tl.float32))
+    tanh_c = tanh(c.to(tl.float32), False)  # (the forward's FAST: a few ulp apart)
     c_prev = c_prev.to(tl.float32)
     dc = tl.where(valid, dc + dh * o * (1.0 - tanh_c * tanh_c), dc)
     d_i = tl.where(valid, dc * g * i * (1.0 - i), 0.0)
@@ -472,7 +473,7 @@ def _lstm_fwd_impl(
             launch.run(
                 _lstm_fwd_kernel, plan, steps, (*args, steps, batch, hidden), exchange=(batch, hidden),
                 directions=directions, shared=(lengths,),
-                HAS_LENGTHS=lengths is not None, REVERSE=reverse, SAVE=save,
+                HAS_LENGTHS=lengths is not None, REVERSE=reverse, SAVE=save, FAST=common.fast_math(),
             )  # fmt: skip
     h_n = common.in_dtype(h_buf[..., steps % 2, :, :], gx.dtype)
     return out, h_n, common.in_dtype(c_buf, gx.dtype), gates, cells

@@ -43,12 +43,12 @@ def _rnn_gx(gx, t, B, H, rows, cols):
 
 
 @triton.jit
-def _rnn_fwd_cell(x, out, t, B, H, rows, cols, acc, h_prev, valid, ACT: tl.constexpr):
+def _rnn_fwd_cell(x, out, t, B, H, rows, cols, acc, h_prev, valid, ACT: tl.constexpr, FAST: tl.constexpr):
     """One (BLOCK_B, BLOCK_N) tile at time t given its gx[t] tile ``x`` and h_{t-1} @ W^T; stores out[t],
     returns the fp32 h."""
     mask = (rows < B)[:, None] & (cols < H)[None, :]
     off = (t.to(tl.int64) * B + rows[:, None]) * H + cols[None, :]
-    h = activate(acc + x.to(tl.float32), ACT)
+    h = activate(acc + x.to(tl.float32), ACT, FAST)
     h = tl.where(valid, h, h_prev)
     tl.store(out + off, tl.where(valid, h, 0.0).to(out.dtype.element_ty), mask=mask)
     return h
@@ -63,6 +63,7 @@ def _rnn_fwd_kernel(
     BLOCK_K: tl.constexpr,
     PRECISION: tl.constexpr,
     UPCAST: tl.constexpr,
+    FAST: tl.constexpr,  # device.sigmoid: common.fast_math
 ):  # fmt: skip
     # h_buf (2, B, H) fp32: h0 in slot 0; step s reads slot s % 2 and writes the other (tiled path); the
     # final h lands in slot T % 2. PREFETCH (on chip, resident): step s + 1's gx is loaded while step s
@@ -94,7 +95,7 @@ def _rnn_fwd_kernel(
             x, x_next = prefetched(x_next, _rnn_gx(gx, t_load, B, H, rows, cols), PREFETCH)
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
             acc = dot(h.to(dt), w_t, None, PRECISION, UPCAST)
-            h = _rnn_fwd_cell(x, out, t, B, H, rows, cols, acc, h, valid, ACT)
+            h = _rnn_fwd_cell(x, out, t, B, H, rows, cols, acc, h, valid, ACT, FAST)
         tl.store(h_buf + (T % 2) * B * H + off, h, mask=mask)
     elif RESIDENT:
         # One column tile per program, its (padded H, BLOCK_N) slice of W^T loaded once; this tile's h in
@@ -113,7 +114,7 @@ def _rnn_fwd_kernel(
             valid = step_validity(lengths, rows, row_mask, t, HAS_LENGTHS)
             hk = read_state(h_buf, xch, s, B * H, k_off, k_mask, TAGGED)
             acc = dot(hk.to(dt), w_t, None, PRECISION, UPCAST)
-            h = _rnn_fwd_cell(x, out, t, B, H, rows, cols, acc, h, valid, ACT)
+            h = _rnn_fwd_cell(x, out, t, B, H, rows, cols, acc, h, valid, ACT, FAST)
             write_state(h_buf, xch, counter, s, B * H, off, mask, h, SYNC, TAGGED)  # before step s + 1 reads
     else:
         # This program's column tiles (see launch.Plan); h_{t-1} read from L2 (.cg).
@@ -138,7 +139,7 @@ def _rnn_fwd_kernel(
                 off, mask = state_tile(rows, row_mask, cols, H)
                 h_prev = tl.load(h_read + off, mask=mask, other=0.0, cache_modifier=".cg")
                 x = _rnn_gx(gx, t, B, H, rows, cols)
-                h = _rnn_fwd_cell(x, out, t, B, H, rows, cols, acc, h_prev, valid, ACT)
+                h = _rnn_fwd_cell(x, out, t, B, H, rows, cols, acc, h_prev, valid, ACT, FAST)
                 tl.store(h_write + off, h, mask=mask)
             step_sync(counter, (s + 1) * tl.num_programs(1), SYNC)  # h_t complete before step s + 1 reads it
 
@@ -305,6 +306,7 @@ def _rnn_fwd_impl(
                 _rnn_fwd_kernel, plan, steps, (gx, w_hh, lengths, out, h_buf, steps, batch, hidden),
                 exchange=(batch, hidden), directions=directions, shared=(lengths,),
                 ACT=_ACT[nonlinearity], HAS_LENGTHS=lengths is not None, REVERSE=reverse,
+                FAST=common.fast_math(),
             )  # fmt: skip
     return out, common.in_dtype(h_buf[..., steps % 2, :, :], gx.dtype)
 

@@ -109,11 +109,15 @@ grep -e "peak" "$out/memory-peak.log"
 # RNNLAB_PREFETCH, RNNLAB_RESIDENT, RNNLAB_RESIDENT_ELEMENTS, RNNLAB_RESIDENT_STATE, RNNLAB_MAX_BLOCK_B,
 # RNNLAB_EXCHANGE, RNNLAB_FUSED_GATES, RNNLAB_BIDIR_LAUNCH, RNNLAB_BIDIR_STREAMS,
 # RNNLAB_TILE=BLOCK_N,BLOCK_K,warps,stages, kernels/projection.py's
-# RNNLAB_PROJECTION_TF32 and kernels/common.py's RNNLAB_BACKWARD_WT; several knobs in one setting joined by commas;
+# RNNLAB_PROJECTION_TF32 and kernels/common.py's RNNLAB_BACKWARD_WT and RNNLAB_FAST_MATH; several knobs in one setting joined by commas;
 # a row cell,B,T,I,H,dtype[,bi]. The default groups, most wanted first (a group cut short by the limit
 # loses only itself, a setting that fails its first call only itself; every setting was compiled for sm_90 first: experiments/kernels/
 # sm90-triton3.6-next-run.txt has its registers, spills and shared memory, sm90-triton3.6-tagged.txt the
 # tagged exchange's, sm90-triton3.6-gru-on-chip-stages.txt GRU's on chip):
+# - the forward's activations with Triton's own lowering (RNNLAB_FAST_MATH=0), against the default since
+#   run 4, ex2/rcp as one PTX instruction each (common.fast_math: compiled for sm_90 the forward steps issue
+#   21 to 33% fewer instructions, experiments/kernels/sm90-triton3.6-fast-math.txt): H=128 rows, on chip
+#   and split, and one wide row;
 # - the fp32 backward reading W_hh as stored (RNNLAB_BACKWARD_WT=0), against the default since run 4, its
 #   transpose (common.backward_weight: ldmatrix instead of one scalar shared-memory load per element;
 #   compiled for sm_90, LSTM H=128's resident backward issues 892 instructions a step instead of 1055,
@@ -149,7 +153,9 @@ grep -e "peak" "$out/memory-peak.log"
 # - GRU H=128 fp16 without prefetch (its saving forward's kernel was 5% faster so), LSTM B=64 with
 #   16-row batch tiles (GRU's 16-row tiles beat cuDNN by more there).
 [ "${TUNE:-1}" = 1 ] || exit 0
-default_groups="lstm,16,1024,128,128,fp32 gru,16,1024,128,128,fp32 rnn,16,1024,128,128,fp32 \
+default_groups="lstm,16,1024,128,128,fp32 rnn,16,1024,128,128,fp32 lstm,16,1024,128,128,fp16 \
+gru,16,1024,128,128,fp16 lstm,16,512,768,768,fp16|RNNLAB_FAST_MATH=0;\
+lstm,16,1024,128,128,fp32 gru,16,1024,128,128,fp32 rnn,16,1024,128,128,fp32 \
 lstm,8,256,2048,2048,fp32|RNNLAB_BACKWARD_WT=0;\
 lstm,16,1024,128,128,fp32 gru,16,1024,128,128,fp32|RNNLAB_FUSED_GATES=1 RNNLAB_FUSED_GATES=1,RNNLAB_TILE=32,32,4,3;\
 lstm,8,256,2048,2048,fp32 gru,64,256,512,512,fp32 lstm,16,512,768,768,fp16|RNNLAB_FUSED_GATES=1 \

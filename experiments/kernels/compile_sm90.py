@@ -201,10 +201,12 @@ def compile_variant(fn, dtype: str, settings: dict, aligned: bool = False, loops
 def kernel_variants(fwd, bwd, shared: dict, dtype: str, without_d_out: bool = True) -> dict[str, tuple]:
     """{kind: (kernel, its settings)}: the saving forward, the backward, and the backward without a
     sequence gradient (d_out=None), each with the ``shared`` settings; the backward reads W_hh as the
-    launcher hands it over for ``dtype`` (W_T: ``common.backward_weight``)."""
+    launcher hands it over for ``dtype`` (W_T: ``common.backward_weight``); the forward with the PTX
+    activations on an NVIDIA target (FAST: ``common.fast_math``)."""
     w_t = common.backward_transposed(torch.float32 if dtype == "fp32" else torch.bfloat16)
+    fast = TARGET.backend == "cuda" and common.fast_math()
     variants = {
-        "fwd": (fwd, dict(shared, SAVE=True)),
+        "fwd": (fwd, dict(shared, SAVE=True, FAST=fast)),
         "bwd": (bwd, dict(shared, PHASE1=True, PHASE2=True, W_T=w_t)),
     }
     if without_d_out:
@@ -245,6 +247,7 @@ def planned(rows: list, settings: list[dict], loops: bool, limit: int) -> None:
             with knobs_set(knobs), _h100_sms():
                 plan = launch.plan(common.GATES[row.cell], row.hidden, row.batch, dtype, torch.device("cuda"))
                 w_t = common.backward_transposed(dtype)
+                fast = TARGET.backend == "cuda" and common.fast_math()
             shared = {**cell_constants, **plan.meta}  # the plan's FUSED over the default one
             shared.update(SYNC=plan.sync, HAS_LENGTHS=False, REVERSE=False)
             name = ",".join(f"{k}={v}" for k, v in knobs.items()) or "default"
@@ -257,6 +260,7 @@ def planned(rows: list, settings: list[dict], loops: bool, limit: int) -> None:
             shared.update(dict(TAGGED=True, SYNC=False) if plan.tagged else UNTAGGED)
             variants = kernel_variants(fwd, bwd, shared, row.dtype, False)
             variants["bwd"][1]["W_T"] = w_t  # as the setting has it
+            variants["fwd"][1]["FAST"] = fast
             for kind, (fn, variant) in variants.items():
                 result = compile_variant(fn, row.dtype, variant, True, loops)
                 result += over_the_card(result, limit, fallback=plan.fallback is not None)

@@ -434,3 +434,45 @@ def test_split_plans_leave_room_for_the_other_direction(monkeypatch, launch, gat
         assert shared.grid == alone.grid
     if (gates, hidden, batch) == (4, 2048, 1):  # one batch tile: 128 programs alone, 64 wider ones shared
         assert alone.grid == (1, 128) and shared.grid == (1, 64) and shared.meta["BLOCK_N"] == 32
+
+
+def test_fast_math_only_when_compiled_for_an_nvidia_gpu(monkeypatch):
+    """The forward kernels' PTX activations (common.fast_math): not under the interpreter (it cannot run
+    PTX), not on ROCm, not with RNNLAB_FAST_MATH=0; on otherwise."""
+    from rnnlab.kernels import common
+
+    monkeypatch.delenv("RNNLAB_FAST_MATH", raising=False)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert not common.fast_math()
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    monkeypatch.setattr(torch.version, "hip", None)
+    assert common.fast_math()
+    monkeypatch.setenv("RNNLAB_FAST_MATH", "0")
+    assert not common.fast_math()
+    monkeypatch.delenv("RNNLAB_FAST_MATH")
+    monkeypatch.setattr(torch.version, "hip", "6.2")
+    assert not common.fast_math()
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_forward_kernels_get_fast_math_and_backward_kernels_do_not(monkeypatch, cell):
+    """Each forward launch passes FAST = common.fast_math(); the backward launches pass no FAST (their
+    kernels recompute with the ordinary lowering)."""
+    from kernel_cases import Case, draw_inputs, run
+    from rnnlab.kernels import common, launch
+
+    launched = []
+    real_run = launch.run
+
+    def recording(kernel, plan, steps, args, **kwargs):
+        launched.append((kernel.fn.__name__, kwargs.get("FAST")))
+        if "FAST" in kwargs:
+            kwargs["FAST"] = False  # the interpreter cannot run the PTX
+        return real_run(kernel, plan, steps, args, **kwargs)
+
+    monkeypatch.setattr(launch, "run", recording)
+    monkeypatch.setattr(common, "fast_math", lambda: True)  # as on a GPU; the interpreter then runs FAST off
+    case = Case(cell, batch=2, steps=3, hidden=16)
+    outputs, leaves = run(case, draw_inputs(case), None, "kernel", torch.float32)
+    outputs[0].sum().backward()
+    assert launched == [(f"_{cell}_fwd_kernel", True), (f"_{cell}_bwd_kernel", None)]
