@@ -4,6 +4,8 @@ Drop-in RNN, LSTM and GRU layers (and cells) with a backend switch between fused
 pure-PyTorch reference path and torch.nn's own implementation.
 """
 
+import importlib
+
 from .backends import BACKENDS
 from .cells import GRUCell, LSTMCell, RNNCell
 from .layers import GRU, LSTM, RNN
@@ -12,11 +14,18 @@ __all__ = ["BACKENDS", "GRU", "LSTM", "RNN", "GRUCell", "LSTMCell", "RNNCell", "
 __version__ = "0.1.0"
 
 
+# Imported on first use (``rnnlab.tasks.sentiment.fit(...)`` after a bare ``import rnnlab``, as the README
+# writes it): they pull in Lightning, Hydra and the corpora, which the layers alone do not need.
+_SUBPACKAGES = ("bench", "data", "experiment", "models", "reference", "tasks")
+
+
 def __getattr__(name: str):
-    """``rnnlab.compose`` and ``rnnlab.train`` (the notebook API), imported on first use: they pull in
-    Hydra and Lightning, which ``import rnnlab`` for the layers alone does not need."""
+    """``rnnlab.compose`` and ``rnnlab.train`` (the notebook API) and the subpackages, imported on first
+    use."""
     if name in ("compose", "train"):
         from . import experiment
 
         return getattr(experiment, name)
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,8 @@
 """Sentiment classification (many-to-one) as a LightningModule, and ``fit`` to train it from code.
 
 Metrics: ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc``, ``val/f1``, ``test/acc``, ``test/f1``
-(F1 of the positive class for two classes, macro F1 otherwise).
+(accuracy: the fraction of correct predictions; F1 of the positive class for two classes, macro F1
+otherwise).
 
 Example::
 
@@ -76,11 +77,12 @@ class SentimentTask(RNNTask):
             model_args.update({k: v for k, v in PRESETS[preset].items() if k != "vocab_size"})
         self.model = SentimentClassifier(**model_args)
         task = "binary" if model_args["num_classes"] == 2 else "multiclass"
-        kwargs = {} if task == "binary" else {"num_classes": model_args["num_classes"], "average": "macro"}
-        for stage in ("train", "val", "test"):
-            setattr(self, f"{stage}_acc", torchmetrics.Accuracy(task=task, **kwargs))
+        classes = {} if task == "binary" else {"num_classes": model_args["num_classes"]}
+        for stage in ("train", "val", "test"):  # the fraction of correct predictions, whatever the classes
+            setattr(self, f"{stage}_acc", torchmetrics.Accuracy(task=task, average="micro", **classes))
         for stage in ("val", "test"):
-            setattr(self, f"{stage}_f1", torchmetrics.F1Score(task=task, **kwargs))
+            average = {} if task == "binary" else {"average": "macro"}
+            setattr(self, f"{stage}_f1", torchmetrics.F1Score(task=task, **classes, **average))
         self._binary = task == "binary"
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:

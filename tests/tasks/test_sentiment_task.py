@@ -93,3 +93,16 @@ def test_fit_entry_writes_curve_split_and_results(sentiment_tsv, tmp_path):
     for name in ("metrics.csv", "split.json", "results.json", "checkpoints/best.ckpt"):
         assert (tmp_path / "run" / name).exists()
     assert 0 <= results["test/acc"] <= 1 and results["cell"] == "lstm"
+
+
+def test_accuracy_is_the_fraction_correct_and_f1_macro_with_many_classes():
+    """10 classes (the article's preset): accuracy counts correct predictions (torchmetrics' macro average
+    would be the mean recall per class, 0.55 here), F1 stays macro."""
+    task = SentimentTask(vocab_size=50, preset="article_lstm")
+    labels = torch.tensor([0] * 90 + [1] * 10)
+    preds = torch.tensor([0] * 90 + [0] * 9 + [1])  # 91 of 100 right; class 1's recall 0.1
+    task.val_acc(preds, labels)
+    task.val_f1(preds, labels)
+    assert task.val_acc.compute().item() == pytest.approx(0.91)
+    f1_0, f1_1 = 2 * 90 / (2 * 90 + 9), 2 * 1 / (2 * 1 + 9)  # (classes never seen are left out)
+    assert task.val_f1.compute().item() == pytest.approx((f1_0 + f1_1) / 2, rel=1e-4)
