@@ -77,6 +77,10 @@ def parse_args(argv=None) -> argparse.Namespace:
             parser.error(f"--shapes: expected B,T,I,H integers, got {args.shapes}")
         if any(len(shape) != 4 for shape in args.shapes):
             parser.error(f"--shapes: expected four integers B,T,I,H each, got {sorted(args.shapes)}")
+        if any(v < 1 for shape in args.shapes for v in shape):
+            parser.error(f"--shapes: B,T,I,H must each be >= 1, got {sorted(args.shapes)}")
+    if args.reps is not None and args.reps < 1:
+        parser.error(f"--reps: must be >= 1 (the median of that many timings is taken), got {args.reps}")
     if args.reps is None:
         args.reps = 5 if args.quick else 9
     if args.csv is None:

@@ -32,16 +32,16 @@ def _fmt(value, digits=2) -> str:
 
 
 COLUMNS = ["cell", "B", "T", "I", "H", "dtype", "backend"]
-COLUMNS += ["fwd ms", "x cudnn", "fwd+bwd ms", "x cudnn", "fwd+bwd device ms", "peak MB", "max err"]
+COLUMNS += ["fwd ms", "x cudnn", "fwd+bwd ms", "x cudnn", "fwd+bwd device ms", "peak MB", "max err", "error"]
 
 
 def _values(r: dict) -> list[str]:
-    """One result as the strings of COLUMNS."""
+    """One result as the strings of COLUMNS (a long error cut to its first 60 characters)."""
     shape = [str(r[k]) for k in ("cell", "batch", "steps", "input_size", "hidden", "dtype", "backend")]
     timed = ("fwd_ms", "fwd_ratio", "fwd_bwd_ms", "fwd_bwd_ratio", "fwd_bwd_device_ms")
     timings = [_fmt(r.get(k)) for k in timed]
-    err = r.get("max_err")
-    return shape + timings + [_fmt(r["peak_mb"], 1), "-" if err is None else f"{err:.1e}"]
+    max_err, error = r.get("max_err"), (r["error"] or "")[:60]
+    return shape + timings + [_fmt(r["peak_mb"], 1), "-" if max_err is None else f"{max_err:.1e}", error]
 
 
 def _label(r: dict) -> str:
@@ -50,7 +50,7 @@ def _label(r: dict) -> str:
 
 def table(results: list[dict]) -> str:
     """One line per (row, backend): times in ms and the ratio to cudnn (< 1 is faster than cudnn)."""
-    lines = [[*COLUMNS, "error"]] + [[*_values(r), (r["error"] or "")[:60]] for r in results]
+    lines = [COLUMNS] + [_values(r) for r in results]
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines]
     text.insert(1, "-" * len(text[0]))
@@ -58,8 +58,9 @@ def table(results: list[dict]) -> str:
 
 
 def markdown(results: list[dict]) -> str:
+    """The table's columns, error included, as a markdown table (a ``|`` inside a cell escaped)."""
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(_values(r)) + " |" for r in results]
+    lines += ["| " + " | ".join(v.replace("|", "\\|") for v in _values(r)) + " |" for r in results]
     return "\n".join(lines)
 
 

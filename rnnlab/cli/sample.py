@@ -12,9 +12,11 @@ probabilities. Only the checkpoint is read: its tokenizer travels inside it.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import torch
 
+from ..models.language_model import check_sampling
 from .checkpoints import Run
 
 
@@ -79,21 +81,56 @@ def translate(run: Run, args: argparse.Namespace) -> None:
 HANDLERS = {"LanguageModelTask": generate, "SentimentTask": classify, "TranslationTask": translate}
 
 
-def main(argv: list[str] | None = None) -> None:
+def _sampling_option(kind: type, name: str) -> Callable[[str], float | int]:
+    """An argparse ``type`` that parses with ``kind`` and applies LanguageModel's check of ``name``, so an
+    out-of-range --temperature, --top-k or --top-p is a usage error (exit 2) before the checkpoint is read."""
+
+    def parse(text: str) -> float | int:
+        value = kind(text)
+        try:
+            check_sampling(**{name: value})
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in "invalid <type> value" messages
+    return parse
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="rnnlab-sample", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="a .ckpt written by rnnlab-train")
     parser.add_argument("prompt", nargs="?", default="", help="text to continue, classify or translate")
     parser.add_argument("--chars", type=int, default=500, help="characters to generate at most")
-    parser.add_argument("--temperature", type=float, default=0.8, help="below 1: safer; above 1: wilder")
-    parser.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest characters")
-    parser.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (1: off)")
+    parser.add_argument(
+        "--temperature",
+        type=_sampling_option(float, "temperature"),
+        default=0.8,
+        help="below 1: safer; above 1: wilder; 0: always the likeliest character",
+    )
+    parser.add_argument(
+        "--top-k",
+        type=_sampling_option(int, "top_k"),
+        default=None,
+        help="sample among the k likeliest characters (0: off)",
+    )
+    parser.add_argument(
+        "--top-p",
+        type=_sampling_option(float, "top_p"),
+        default=0.95,
+        help="nucleus sampling mass, in (0, 1] (1: off)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same sample")
     parser.add_argument("--count", type=int, default=1, help="how many samples (seeds seed, seed+1, ...)")
     parser.add_argument("--tune", action="store_true", help="sample an ABC tune from a header")
     parser.add_argument("--key", default="G", help="the tune's key (K:)")
     parser.add_argument("--metre", default="6/8", help="the tune's metre (M:)")
     parser.add_argument("--beam", type=int, default=4, help="beam size for translation (1: greedy)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     run = Run(args.checkpoint)
     handler = HANDLERS.get(run.task_class.__name__)
     if handler is None:

@@ -6,6 +6,7 @@ top-p (nucleus) filtering. With an empty prompt it starts from ``start_id`` (e.g
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -23,9 +24,26 @@ def detach_state(state):
     return state.detach()
 
 
+def check_sampling(temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None) -> None:
+    """ValueError, naming the argument and its range, for a sampling setting outside it. A negative
+    temperature would otherwise sample from the inverted distribution, a negative top-k would mean no top-k.
+
+    ``temperature``: finite, >= 0 (0: the most likely token). ``top_k``: >= 0 (0 or None: off).
+    ``top_p``: in (0, 1] (1 or None: off).
+    """
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"temperature must be finite and >= 0 (0: the most likely token), got {temperature}")
+    if top_k is not None and top_k < 0:
+        raise ValueError(f"top_k must be >= 0 (0 or None: no top-k filtering), got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1] (1 or None: no nucleus filtering), got {top_p}")
+
+
 def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
     """Logits (..., V) with all but the ``top_k`` largest, and all outside the smallest set whose probability
-    reaches ``top_p``, set to -inf. The most likely token always survives."""
+    reaches ``top_p``, set to -inf. The most likely token always survives. ``top_k`` 0 or None, ``top_p`` 1 or
+    None: no filtering; other values outside ``check_sampling``'s ranges raise ValueError."""
+    check_sampling(top_k=top_k, top_p=top_p)
     if top_k is not None and 0 < top_k < logits.shape[-1]:
         kth = logits.topk(top_k, dim=-1).values[..., -1:]  # (..., 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -92,8 +110,10 @@ class LanguageModel(nn.Module):
         """New token ids continuing ``prompt`` (the prompt itself is not returned).
 
         ``temperature`` 0 picks the most likely token every step. ``stop(generated)`` is called after each
-        token; sampling ends when it returns True (the stopping token is kept).
+        token; sampling ends when it returns True (the stopping token is kept). Settings outside the ranges
+        of ``check_sampling`` raise ValueError before anything runs.
         """
+        check_sampling(temperature, top_k, top_p)
         was_training = self.training
         self.eval()
         device = self.embedding.weight.device

@@ -126,3 +126,44 @@ def test_a_written_csv_reads_back_one_column_by_row_and_backend(tmp_path):
     key = ("lstm", 16, 1024, 128, 128, "bf16")
     assert read_column(path, "fwd_bwd_ms") == {key: {"cudnn": 42.5, "triton": 5.5}}
     assert read_column(path, "peak_mb") == {key: {"cudnn": 61.0, "triton": 88.0}}
+
+
+@pytest.mark.parametrize(
+    "option",
+    [["--reps", "0"], ["--reps", "-3"], ["--shapes", "0,100,64,128"], ["--shapes", "32,-1,64,128"]],
+    ids=" ".join,
+)
+def test_out_of_range_numbers_are_argparse_errors_before_anything_runs(option, monkeypatch, capsys):
+    def never(*args, **kwargs):
+        raise AssertionError("nothing may be measured")
+
+    monkeypatch.setattr(bench, "measure_row", never)
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--device", "cpu", "--quick", "--cells", "rnn", *option])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert option[0] in captured.err and captured.out == ""
+
+
+def test_markdown_shows_a_failed_backends_error_as_the_table_does():
+    import re
+
+    from rnnlab.bench.report import COLUMNS, markdown, table
+
+    nan = float("nan")
+    shape = dict(cell="rnn", batch=32, steps=100, input_size=64, hidden=128, dtype="fp32", peak_mb=None)
+    timed = dict(fwd_ms=1.0, fwd_bwd_ms=3.0, fwd_ratio=1.0, fwd_bwd_ratio=1.0, fwd_bwd_device_ms=nan)
+    error = "ValueError: backend 'triton' cannot run here: a|b " + "x" * 80  # a | and past the 60 shown
+    results = [
+        dict(shape, backend="cudnn", **timed, max_err=0.0, error=None),
+        dict(shape, backend="triton", **{k: nan for k in timed}, max_err=None, error=error),
+    ]
+
+    def cells(line: str) -> list[str]:  # split on the | that are not escaped
+        return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+
+    header, rule, ok, failed = markdown(results).splitlines()
+    assert cells(header) == COLUMNS and cells(header)[-1] == "error" and rule.count("---") == len(COLUMNS)
+    assert cells(ok)[-1] == "" and len(cells(ok)) == len(COLUMNS)
+    assert cells(failed)[-1] == error[:60] and len(cells(failed)) == len(COLUMNS)
+    assert table(results).splitlines()[-1].endswith(error[:60])  # the table shows the same text

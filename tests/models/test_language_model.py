@@ -65,3 +65,42 @@ def test_untrained_loss_is_near_uniform():
     logits, _ = model(torch.randint(0, 50, (4, 10)))
     loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), torch.randint(0, 50, (40,)))
     assert abs(float(loss) - math.log(50)) < 0.3
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"temperature": -1.0}, "temperature"),
+        ({"temperature": float("nan")}, "temperature"),
+        ({"temperature": float("inf")}, "temperature"),
+        ({"top_k": -5}, "top_k"),
+        ({"top_p": 0.0}, "top_p"),
+        ({"top_p": -0.5}, "top_p"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"temperature": 0, "top_k": -1}, "top_k"),  # greedy never filters, but a wrong value is still wrong
+    ],
+    ids=["T=-1", "T=nan", "T=inf", "top_k=-5", "top_p=0", "top_p=-0.5", "top_p=1.5", "T=0,top_k=-1"],
+)
+def test_out_of_range_sampling_arguments_are_refused(kwargs, name):
+    model = LanguageModel(10, 4, 8, num_layers=1)
+    with pytest.raises(ValueError, match=name):
+        model.sample([1], 5, generator=torch.Generator().manual_seed(0), **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{"top_k": -1}, {"top_p": 0.0}, {"top_p": 2.0}], ids=str)
+def test_filter_logits_refuses_out_of_range_arguments(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        filter_logits(torch.randn(6), **kwargs)
+
+
+def test_zero_or_none_top_k_and_top_p_one_filter_nothing():
+    logits = torch.randn(2, 7)
+    for kwargs in (
+        {"top_k": 0},
+        {"top_k": None},
+        {"top_k": 7},
+        {"top_k": 50},
+        {"top_p": 1.0},
+        {"top_p": None},
+    ):
+        assert torch.equal(filter_logits(logits, **kwargs), logits), kwargs
