@@ -10,6 +10,7 @@ import lightning as L
 import torch
 
 from .batching import BucketBatchSampler
+from .io import CorpusError
 
 
 class SplitDataModule(L.LightningDataModule):
@@ -25,6 +26,20 @@ class SplitDataModule(L.LightningDataModule):
 
     def _loader(self, stage: str) -> torch.utils.data.DataLoader:
         raise NotImplementedError
+
+    def _refuse_empty_splits(self, file: str | Path, sizes: dict[str, int], unit: str = "examples") -> None:
+        """Raise CorpusError for a split that came out empty although its fraction in ``self.split`` is
+        above 0 (a file too small to split so): training would run without validation, or test nothing.
+        A fraction of exactly 0 asks for an empty split (``data.split=[0,0,1]`` evaluates a whole file)."""
+        for (stage, size), fraction in zip(sizes.items(), self.split, strict=True):
+            if size == 0 and fraction > 0:
+                cut = ", ".join(f"{s} {n}" for s, n in sizes.items())
+                raise CorpusError(
+                    file,
+                    f"the {stage} split is empty: {sum(sizes.values())} {unit} split by the fractions "
+                    f"{list(self.split)} (data.split) gave {cut}; use a larger file, or other fractions "
+                    f"(a fraction of 0 leaves its split empty on purpose)",
+                )
 
     def _bucketed_loader(
         self, data: list, lengths: list[int], stage: str, collate: Callable

@@ -56,7 +56,8 @@ class SentimentDataModule(SplitDataModule):
     Args:
         domain: one of ``movies``, ``amazon``, ``tweets``, ``nyt`` (ignored when ``path`` is given).
         path: your own ``score<TAB>text`` file (``.tsv`` or ``.tsv.gz``).
-        split: train/val/test fractions; ``seed`` draws the split and the batch order.
+        split: train/val/test fractions; ``seed`` draws the split and the batch order. A split with a
+            fraction above 0 that comes out empty (a file too small) is a CorpusError; 0 leaves it empty.
         min_freq: a word seen fewer times in the training split becomes ``<unk>``.
         max_len: truncate sentences to this many tokens (None keeps them whole).
     """
@@ -100,6 +101,7 @@ class SentimentDataModule(SplitDataModule):
         rows = read_sentiment(self.file)
         parts = seeded_split(len(rows), self.split, self.seed)
         by_stage = {s: [rows[i] for i in part] for s, part in zip(STAGES, parts, strict=True)}
+        self._refuse_empty_splits(self.file, {s: len(by_stage[s]) for s in STAGES}, "labelled rows")
         self._rows = by_stage
         self._split_lines = {s: [r[0] for r in by_stage[s]] for s in STAGES}
         if self.tokenizer is None:  # a tokenizer restored from a checkpoint is kept

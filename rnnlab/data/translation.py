@@ -20,7 +20,7 @@ import torch
 
 from .base import SplitDataModule
 from .batching import pad, seeded_split
-from .io import corpus_path, read_tsv
+from .io import CorpusError, corpus_path, read_tsv
 from .tokenizers import WordTokenizer
 
 DING = "translation/ding_de_en.tsv.gz"
@@ -35,6 +35,8 @@ class TranslationDataModule(SplitDataModule):
     Args:
         path: your own ``de<TAB>en`` file (``.tsv`` or ``.tsv.gz``); the bundled Ding pairs by default.
         source: ``de`` (translate German to English) or ``en``.
+        split: train/val/test fractions. A split with a fraction above 0 that comes out empty (a file too
+            small) is a CorpusError; 0 leaves it empty.
         min_freq: a word seen fewer times in the training split becomes ``<unk>``.
         max_len: pairs where either side has more tokens are left out of training (not of val/test).
     """
@@ -75,11 +77,18 @@ class TranslationDataModule(SplitDataModule):
         pairs = [(number, fields[src].strip(), fields[tgt].strip()) for number, fields in rows]
         parts = seeded_split(len(pairs), self.split, self.seed)
         self.pairs = {s: [pairs[i] for i in part] for s, part in zip(STAGES, parts, strict=True)}
+        self._refuse_empty_splits(self.file, {s: len(self.pairs[s]) for s in STAGES}, "sentence pairs")
         if self.src_tokenizer is None:  # tokenizers restored from a checkpoint are kept
             args = (self.min_freq, self.max_vocab, self.lowercase)
             self.src_tokenizer = WordTokenizer.build((p[1] for p in self.pairs["train"]), *args)
             self.tgt_tokenizer = WordTokenizer.build((p[2] for p in self.pairs["train"]), *args)
         self._encode()
+        if self.pairs["train"] and not self.data["train"]:
+            raise CorpusError(
+                self.file,
+                f"all {len(self.pairs['train'])} training pairs have a side longer than "
+                f"max_len={self.max_len} tokens, and are left out: nothing to train on; raise data.max_len",
+            )
 
     def _encode(self) -> None:
         for s in STAGES:

@@ -166,25 +166,29 @@ class Seq2Seq(nn.Module):
 
     # -- decoding ---------------------------------------------------------------------------------------
     @torch.no_grad()
-    def greedy(self, src: torch.Tensor, src_lengths: torch.Tensor, max_len: int = 60) -> list[list[int]]:
+    def greedy(
+        self, src: torch.Tensor, src_lengths: torch.Tensor, max_len: int | torch.Tensor = 60
+    ) -> list[list[int]]:
         """The most likely next word at every step, until ``<eos>`` or ``max_len`` words; ids without
-        ``<bos>``/``<eos>``."""
-        enc = self.encode(src, src_lengths)
+        ``<bos>``/``<eos>``. ``max_len`` is one cap for all, or each sequence's own (B,): a sequence stops at
+        its own cap, so its output does not depend on the rest of the batch."""
         batch = src.shape[0]
+        caps = self._caps(max_len, batch, src.device)  # (B,)
+        enc = self.encode(src, src_lengths)
         prev = src.new_full((batch,), self.bos_id)
         score = src.new_zeros(batch, dtype=torch.float)
-        finished = torch.zeros(batch, dtype=torch.bool, device=src.device)
-        out = []
-        for _ in range(max_len):
+        finished = caps == 0
+        out = [src.new_zeros(batch, 0)]
+        for t in range(int(caps.max()) if batch else 0):
+            if finished.all():
+                break
             logits, enc = self.step(prev, enc)
             logp = self._mask_finished(logits.log_softmax(-1), finished)  # (B, V)
             score, prev = (score[:, None] + logp).topk(1, dim=-1)  # the beam's arithmetic, with k = 1
             score, prev = score[:, 0], prev[:, 0]
-            out.append(prev)
-            finished = finished | (prev == self.eos_id)
-            if finished.all():
-                break
-        return self._strip(torch.stack(out, 1))
+            out.append(prev[:, None])
+            finished = finished | (prev == self.eos_id) | (caps <= t + 1)
+        return self._strip(torch.cat(out, 1), caps)  # (B, steps) -> lists
 
     @torch.no_grad()
     def beam_search(
@@ -192,43 +196,64 @@ class Seq2Seq(nn.Module):
         src: torch.Tensor,
         src_lengths: torch.Tensor,
         beam_size: int = 4,
-        max_len: int = 60,
+        max_len: int | torch.Tensor = 60,
         length_penalty: float = 1.0,
     ) -> list[list[int]]:
         """The hypothesis with the best length-normalised log-probability, log p / length**length_penalty,
-        among ``beam_size`` kept per step. ``beam_size=1`` equals :meth:`greedy`."""
+        among ``beam_size`` kept per step. ``beam_size=1`` equals :meth:`greedy`. ``max_len`` is one cap for
+        all, or each sequence's own (B,); once all of a sequence's hypotheses have ended (``<eos>`` or its
+        cap) its beam is left as it is, so its output does not depend on the rest of the batch."""
+        if beam_size < 1:
+            raise ValueError(f"beam_size must be at least 1, got {beam_size}")
         batch, k = src.shape[0], beam_size
+        caps = self._caps(max_len, batch, src.device)  # (B,)
         enc = self.encode(src, src_lengths)
         enc = {
             name: None if v is None else _repeat(v, k, 1 if name in ("h", "c") else 0)
             for name, v in enc.items()
         }
+        beam_caps = _repeat(caps, k, 0)  # (B*K,)
         prev = src.new_full((batch * k,), self.bos_id)
         scores = torch.full((batch, k), float("-inf"), device=src.device)
         scores[:, 0] = 0.0  # one live hypothesis at the start
-        finished = torch.zeros(batch * k, dtype=torch.bool, device=src.device)
+        finished = beam_caps == 0
         lengths = torch.zeros(batch * k, device=src.device)
         history = src.new_zeros(batch * k, 0)
         offsets = (torch.arange(batch, device=src.device) * k)[:, None]  # (B, 1)
-        for _ in range(max_len):
+        for t in range(int(caps.max()) if batch else 0):
+            if finished.all():
+                break
+            done = finished.view(batch, k).all(-1, keepdim=True)  # (B, 1): sequences whose beam is final
             logits, enc = self.step(prev, enc)
             logp = self._mask_finished(logits.log_softmax(-1), finished)  # (B*K, V)
             vocab = logp.shape[-1]
             total = (scores.view(-1, 1) + logp).view(batch, k * vocab)  # (B, K*V)
-            scores, index = total.topk(k, dim=-1)  # (B, K)
+            top, index = total.topk(k, dim=-1)  # (B, K)
+            stay = torch.arange(k, device=src.device) * vocab + self.pad_id  # (K,) each beam + <pad>, as is
+            scores, index = torch.where(done, scores, top), torch.where(done, stay, index)
             origin = (index // vocab + offsets).view(-1)  # (B*K,) the beam each new one extends
             prev = (index % vocab).view(-1)
             lengths = lengths[origin] + (~finished[origin]).float()
-            finished = finished[origin] | (prev == self.eos_id)
+            finished = finished[origin] | (prev == self.eos_id) | (beam_caps <= t + 1)
             history = torch.cat([history[origin], prev[:, None]], 1)
             enc = {**enc, "h": enc["h"][:, origin], "feed": enc["feed"][origin]}
             if enc["c"] is not None:
                 enc["c"] = enc["c"][:, origin]
-            if finished.all():
-                break
         normalised = scores / lengths.view(batch, k).clamp_min(1) ** length_penalty  # (B, K)
         best = (normalised.argmax(-1) + offsets[:, 0]).tolist()
-        return self._strip(history[best])
+        return self._strip(history[best], caps)
+
+    @staticmethod
+    def _caps(max_len: int | torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
+        """Each sequence's most output words, (B,) int64, from one int for all or a tensor (B,)."""
+        caps = torch.as_tensor(max_len, device=device)
+        if caps.is_floating_point() or caps.dtype == torch.bool or caps.shape not in ((), (batch,)):
+            raise ValueError(
+                f"max_len must be an int or an integer tensor of shape (B,) = ({batch},), got {max_len!r}"
+            )
+        if (caps < 0).any():
+            raise ValueError(f"max_len must be non-negative, got {max_len!r}")
+        return caps.long().expand(batch)
 
     def _mask_finished(self, logp: torch.Tensor, finished: torch.Tensor) -> torch.Tensor:
         """A finished hypothesis can only continue with padding, at no cost."""
@@ -238,9 +263,11 @@ class Seq2Seq(nn.Module):
         done[self.pad_id] = 0.0
         return torch.where(finished[:, None], done, logp)
 
-    def _strip(self, ids: torch.Tensor) -> list[list[int]]:
+    def _strip(self, ids: torch.Tensor, caps: torch.Tensor) -> list[list[int]]:
+        """Rows of ``ids`` (B, T) cut at their cap (B,) and before their ``<eos>``."""
         out = []
-        for row in ids.tolist():
+        for row, cap in zip(ids.tolist(), caps.tolist(), strict=True):
+            row = row[:cap]
             out.append(row[: row.index(self.eos_id)] if self.eos_id in row else row)
         return out
 

@@ -89,7 +89,10 @@ class TranslationTask(RNNTask):
         return loss
 
     def decode(self, batch: dict, beam_size: int = 1) -> list[list[int]]:
-        max_len = min(self.hparams.max_decode_len, int(batch["src_lengths"].max()) * 2 + 5)
+        """Token ids of each source's translation (greedy for ``beam_size=1``). Each is capped at
+        ``2 * its source length + 5`` words (at most ``max_decode_len``): its own cap, not the batch's, so a
+        sentence's output, and BLEU, do not depend on the batch size or on which sentences share its batch."""
+        max_len = (batch["src_lengths"] * 2 + 5).clamp(max=self.hparams.max_decode_len)  # (B,)
         if beam_size == 1:
             return self.model.greedy(batch["src"], batch["src_lengths"], max_len)
         return self.model.beam_search(

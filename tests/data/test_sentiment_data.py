@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from rnnlab.data import SentimentDataModule, WordTokenizer
+from rnnlab.data import CorpusError, SentimentDataModule, WordTokenizer
 
 
 @pytest.fixture
@@ -54,3 +54,15 @@ def test_bundled_domains_load():
     assert sum(dm.split_summary()["sizes"].values()) > 4000
     with pytest.raises(ValueError, match="domain"):
         SentimentDataModule(domain="books")
+
+
+def test_a_file_too_small_for_a_split_is_refused_by_name(tmp_path):
+    path = tmp_path / "five.tsv"
+    path.write_text("score\ttext\n1\tgood\n-1\tbad\n2\tgreat\n-2\tawful\n1\tfine\n")
+    with pytest.raises(CorpusError, match=r"five\.tsv: the val split is empty: 5 labelled rows") as error:
+        SentimentDataModule(path=str(path)).setup("fit")
+    assert "[0.8, 0.1, 0.1]" in str(error.value) and "train 4, val 0, test 1" in str(error.value)
+    # a fraction of 0 asks for an empty split: all of the file as the test split (rnnlab-eval) is fine
+    dm = SentimentDataModule(path=str(path), split=(0, 0, 1))
+    dm.setup("test")
+    assert dm.split_summary()["sizes"] == {"train": 0, "val": 0, "test": 5}

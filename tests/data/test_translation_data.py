@@ -53,3 +53,19 @@ def test_bundled_pairs():
     dm.setup()
     sizes = dm.split_summary()["sizes"]
     assert sizes["val"] == 939 and sizes["test"] == 940 and sizes["train"] > 16000
+
+
+def test_a_file_too_small_for_a_split_is_refused_by_name(tmp_path):
+    path = tmp_path / "twelve.tsv"
+    path.write_text("de\ten\n" + "".join(f"Satz {i}\tsentence {i}\n" for i in range(12)))
+    with pytest.raises(CorpusError, match=r"twelve\.tsv: the test split is empty: 12 sentence pairs") as e:
+        TranslationDataModule(path=str(path)).setup("fit")
+    assert "[0.9, 0.05, 0.05]" in str(e.value) and "train 11, val 1, test 0" in str(e.value)
+    dm = TranslationDataModule(path=str(path), split=(0.5, 0.5, 0))  # test fraction 0: empty on purpose
+    dm.setup("fit")
+    assert dm.split_summary()["sizes"] == {"train": 6, "val": 6, "test": 0}
+
+
+def test_training_pairs_all_longer_than_max_len_are_refused(pairs_tsv):
+    with pytest.raises(CorpusError, match=r"pairs\.tsv: all 90 training pairs .* max_len=3"):
+        TranslationDataModule(path=str(pairs_tsv), max_len=3).setup()

@@ -49,3 +49,18 @@ def test_fit_checkpoint_reloads_to_identical_translations(tiny_pairs, tmp_path):
     )
     greedy = translate(one, dm.src_tokenizer, dm.tgt_tokenizer, sentences, beam_size=1)
     assert all(isinstance(s, str) for s in greedy)
+
+
+@pytest.mark.parametrize("beam_size", [1, 3], ids=["greedy", "beam3"])
+def test_a_sentence_decodes_the_same_alone_and_beside_a_longer_one(beam_size):
+    task = TranslationTask(20, 12, embedding_dim=8, hidden_size=16, dropout=0.0, backend="reference").eval()
+    with torch.no_grad():
+        task.model.out.bias[task.model.eos_id] -= 1e4  # no <eos>: every output runs to its length cap
+    short, long = torch.tensor([[5, 6] + [0] * 8]), torch.randint(4, 20, (1, 10))
+    alone = task.decode({"src": short[:, :2], "src_lengths": torch.tensor([2])}, beam_size)
+    both = task.decode({"src": torch.cat([short, long]), "src_lengths": torch.tensor([2, 10])}, beam_size)
+    assert both[0] == alone[0] and len(alone[0]) == 2 * 2 + 5  # its own cap, not the long source's
+    assert len(both[1]) == 2 * 10 + 5
+    task.hparams.max_decode_len = 7
+    capped = task.decode({"src": long, "src_lengths": torch.tensor([10])}, beam_size)
+    assert len(capped[0]) == 7  # max_decode_len comes first
