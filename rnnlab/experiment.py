@@ -21,6 +21,7 @@ import math
 import os
 import time
 import traceback
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -79,15 +80,34 @@ def multirun(overrides: Sequence[str], sweep_dir: str | Path) -> list[dict[str, 
     """Run the sweep ``rnnlab-train -m <overrides>`` (in a subprocess: Hydra's multirun owns its process)
     with its trials in ``sweep_dir``; return them as rnnlab-report reads them (one dict per trial:
     ``status``, ``metrics``, ``config``, ``overrides``...). A failed trial is in the list; a failed sweep
-    raises ``CalledProcessError``."""
+    raises ``CalledProcessError``.
+
+    Only this sweep's trials: Hydra numbers a sweep's trial folders from 0 and rewrites each one's
+    ``.hydra/overrides.yaml``, but leaves the higher-numbered folders of an earlier, larger sweep into the
+    same ``sweep_dir``; those are left out, with a warning naming them."""
     import subprocess
     import sys
 
     from .cli.report import load_runs
 
+    def stamps() -> dict[str, int]:  # trial folder -> when its overrides were written
+        return {
+            p.parent.parent.name: p.stat().st_mtime_ns
+            for p in Path(sweep_dir).glob("*/.hydra/overrides.yaml")
+        }
+
+    before = stamps()
     command = [sys.executable, "-m", "rnnlab.cli.train", "-m", *overrides, f"hydra.sweep.dir={sweep_dir}"]
     subprocess.run(command, check=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    return load_runs(sweep_dir)
+    written = {name for name, stamp in stamps().items() if before.get(name) != stamp}
+    runs = load_runs(sweep_dir)
+    stale = [run["run"] for run in runs if run["run"] not in written]
+    if stale:
+        warnings.warn(
+            f"{sweep_dir}: trial folders {', '.join(stale)} are from an earlier sweep and are left out",
+            stacklevel=2,
+        )
+    return [run for run in runs if run["run"] in written]
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, Any], L.LightningModule]:

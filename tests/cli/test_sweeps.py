@@ -94,3 +94,18 @@ def test_ddp_on_two_cpu_processes_writes_one_folder_and_one_log(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["logs", "tiny_sentiment.tsv"]
     assert json.loads((runs[0] / "result.json").read_text())["status"] == "ok"
     assert len(list(logs.rglob("metrics.csv"))) == 1 and len(list(logs.rglob("*.log"))) == 1
+
+
+def test_multirun_returns_only_its_own_trials_from_a_reused_folder(tmp_path):
+    """A smaller sweep into the folder of a larger one: Hydra rewrites trial 0 and leaves trial 1, which
+    rnnlab.experiment.multirun leaves out, with a warning naming it."""
+    from rnnlab.experiment import multirun
+
+    sweep = tmp_path / "sweep"
+    args = [*data_overrides("sentiment_lstm", tmp_path), *QUIET, *LIMIT]
+    first = multirun([*args, "model.hidden_size=8,16"], sweep)
+    assert sorted(r["run"] for r in first) == ["0", "1"]
+    with pytest.warns(UserWarning, match=r"trial folders 1 are from an earlier sweep"):
+        second = multirun([*args, "model.hidden_size=12"], sweep)
+    assert [r["run"] for r in second] == ["0"]
+    assert "model.hidden_size=12" in second[0]["overrides"]

@@ -46,6 +46,15 @@ def test_every_experiment_composes_resolved(experiment):
     assert cfg.optimized_metric == f"{cfg.monitor}_best"
 
 
+@pytest.mark.parametrize("debug", ["limit", "overfit"])
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_short_debug_runs_validate_once_per_epoch(experiment, debug):
+    """debug=limit and debug=overfit train on a few batches: a preset's validation interval in steps
+    (text_*: 100) would exceed them, which Lightning refuses at the start of fit."""
+    cfg = ex.compose([f"experiment={experiment}", f"debug={debug}"])
+    assert cfg.trainer.get("val_check_interval") is None
+
+
 def test_the_default_is_sentiment_lstm_on_the_bundled_data():
     cfg = ex.compose()
     assert (cfg.name, cfg.model.cell.name, cfg.data.path) == ("sentiment_lstm", "lstm", None)
