@@ -18,6 +18,7 @@ import re
 import torch
 from torch._subclasses.fake_tensor import is_fake
 
+from rnnlab.reference import common as reference_common
 from rnnlab.reference.common import check_both_directions, first_derivatives_only
 
 MAX_HIDDEN = 16384  # int32 offsets into W_hh (G*H*H) stay below 2^31 up to here
@@ -161,10 +162,9 @@ def new_buffer(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
 
 def lengths_arg(lengths: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor | None:
     """(B,) int32 on the kernel's device, or None."""
+    reference_common.check_lengths(lengths, batch)  # its values are not read here: T is not known
     if lengths is None:
         return None
-    if lengths.shape != (batch,):
-        raise ValueError(f"lengths must have shape ({batch},), got {tuple(lengths.shape)}")
     return lengths.to(device=device, dtype=torch.int32).contiguous()
 
 
@@ -379,17 +379,7 @@ def stacked_directions(gx: torch.Tensor, reverse: bool) -> int:
 
 
 def check_inputs(gx: torch.Tensor, w_hh: torch.Tensor, h0: torch.Tensor, gates: int) -> int:
-    """Shape/dtype checks shared by the cells; returns H. Both directions stacked (``stacked_directions``):
-    gx (2, T, B, G*H), w_hh (2, G*H, H), states (2, B, H)."""
-    both = gx.dim() == 4 and gx.shape[0] == 2
-    if (gx.dim() != 3 and not both) or gx.shape[-1] % gates:
-        both_form = f"(2, T, B, {gates}*H) for both directions"
-        raise ValueError(f"gx must be (T, B, {gates}*H), or {both_form}, got {tuple(gx.shape)}")
-    lead, hidden = tuple(gx.shape[:-3]), gx.shape[-1] // gates
-    if tuple(w_hh.shape) != (*lead, gates * hidden, hidden):
-        raise ValueError(f"w_hh must be {(*lead, gates * hidden, hidden)}, got {tuple(w_hh.shape)}")
-    if tuple(h0.shape) != (*lead, gx.shape[-2], hidden):
-        raise ValueError(f"initial state must be {(*lead, gx.shape[-2], hidden)}, got {tuple(h0.shape)}")
-    if gx.dtype not in DTYPES or w_hh.dtype != gx.dtype or h0.dtype != gx.dtype:
-        raise TypeError(f"gx, w_hh and states must share one dtype of {DTYPES}")
-    return hidden
+    """Shape/device/dtype checks shared by the cells (``rnnlab.reference.common.check_inputs``, with the
+    kernels' dtypes); returns H. ``h0``: either initial state. Both directions stacked
+    (``stacked_directions``): gx (2, T, B, G*H), w_hh (2, G*H, H), states (2, B, H)."""
+    return reference_common.check_inputs(gx, w_hh, {"initial state": h0}, gates, dtypes=DTYPES)

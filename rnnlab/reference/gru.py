@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from .common import (
     both_directions,
+    check_inputs,
     first_derivatives_only,
     masked,
     previous_states,
@@ -126,10 +127,14 @@ def gru_recurrence(
     (2, T, B, 3H), w_hh (2, 3H, H), b_hh (2, 3H) or None, h0 (2, B, H), outputs stacked likewise
     (``both_directions``).
     """
+    check_inputs(gx, w_hh, {"h0": h0}, 3, b_hh=b_hh, lengths=lengths, reverse=reverse)
+    return _gru(gx, w_hh, b_hh, h0, lengths, reverse)
+
+
+def _gru(gx, w_hh, b_hh, h0, lengths, reverse):
+    """``gru_recurrence`` on checked arguments."""
     if gx.dim() == 4:
         bias = (None, None) if b_hh is None else b_hh
-        return both_directions(
-            lambda d: gru_recurrence(gx[d], w_hh[d], bias[d], h0[d], lengths, d == 1), reverse
-        )
+        return both_directions(lambda d: _gru(gx[d], w_hh[d], bias[d], h0[d], lengths, d == 1), reverse)
     mask = validity_mask(lengths, gx.shape[0], gx.device)
     return GRURecurrence.apply(gx, w_hh, b_hh, h0, mask, reverse)

@@ -16,6 +16,7 @@ import torch
 
 from .common import (
     both_directions,
+    check_inputs,
     first_derivatives_only,
     masked,
     previous_states,
@@ -147,9 +148,13 @@ def lstm_recurrence(
     reference accepts it for the same signature and never writes to gx. Both directions at once: gx
     (2, T, B, 4H), w_hh (2, 4H, H), h0, c0 (2, B, H), outputs stacked likewise (``both_directions``).
     """
+    check_inputs(gx, w_hh, {"h0": h0, "c0": c0}, 4, lengths=lengths, reverse=reverse)
+    return _lstm(gx, w_hh, h0, c0, lengths, reverse)
+
+
+def _lstm(gx, w_hh, h0, c0, lengths, reverse):
+    """``lstm_recurrence`` on checked arguments."""
     if gx.dim() == 4:
-        return both_directions(
-            lambda d: lstm_recurrence(gx[d], w_hh[d], h0[d], c0[d], lengths, d == 1), reverse
-        )
+        return both_directions(lambda d: _lstm(gx[d], w_hh[d], h0[d], c0[d], lengths, d == 1), reverse)
     mask = validity_mask(lengths, gx.shape[0], gx.device)
     return LSTMRecurrence.apply(gx, w_hh, h0, c0, mask, reverse)

@@ -10,6 +10,7 @@ import torch
 
 from .common import (
     both_directions,
+    check_inputs,
     first_derivatives_only,
     masked,
     previous_states,
@@ -110,8 +111,13 @@ def rnn_recurrence(
     """
     if nonlinearity not in NONLINEARITIES:
         raise ValueError(f"nonlinearity must be one of {NONLINEARITIES}, got {nonlinearity!r}")
+    check_inputs(gx, w_hh, {"h0": h0}, 1, lengths=lengths, reverse=reverse)
+    return _rnn(gx, w_hh, h0, lengths, reverse, nonlinearity)
+
+
+def _rnn(gx, w_hh, h0, lengths, reverse, nonlinearity):
+    """``rnn_recurrence`` on checked arguments."""
     if gx.dim() == 4:
-        run = lambda d: rnn_recurrence(gx[d], w_hh[d], h0[d], lengths, d == 1, nonlinearity)  # noqa: E731
-        return both_directions(run, reverse)
+        return both_directions(lambda d: _rnn(gx[d], w_hh[d], h0[d], lengths, d == 1, nonlinearity), reverse)
     mask = validity_mask(lengths, gx.shape[0], gx.device)
     return RNNRecurrence.apply(gx, w_hh, h0, mask, reverse, nonlinearity)
