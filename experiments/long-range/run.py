@@ -5,7 +5,8 @@ For each task one sweep, ``experiment=<task>_lstm model.cell=rnn,gru,lstm`` x ``
 ``data.delay`` (copy), every trial 8 epochs (1,256 steps of 64 sequences; the presets' 10 would not fit in
 30 minutes). Writes
 results.csv (one row per trial), long-range.png (test MSE / accuracy against length) and the sweeps'
-report.md tables into --results; the sweeps go to --out:
+report.md tables into --results; the sweeps go to --out. If every trial fails (a crash, a bad config) it
+writes nothing into --results and exits with status 1:
 
     nice -n 19 python experiments/long-range/run.py                # ~15 min on 2 CPU cores
     python experiments/long-range/run.py --tiny --results /tmp/lr  # seconds: what the tests run
@@ -25,7 +26,21 @@ TASKS = {  # task -> (the swept data key, the test metric, its value for a model
     "adding": ("data.seq_len", "test/loss", 1 / 6),
     "copy": ("data.delay", "test/acc", 1 / 8),
 }
+# task -> the shortest length its data module accepts, and why (rnnlab.data.synthetic)
+SHORTEST = {
+    "adding": (2, "the adding problem's T needs one marker in each half"),
+    "copy": (1, "copy's delay"),
+}
 TINY = ["data.sizes=[64,16,16]", "data.batch_size=16", "model.hidden_size=8", "trainer.max_epochs=1"]
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Stop with a usage error (exit status 2), before anything is trained, on a value no trial accepts."""
+    low, why = max(SHORTEST[task] for task in args.tasks)
+    if bad := [length for length in args.lengths if length < low]:
+        parser.error(f"--lengths must be >= {low} ({why}), got {' '.join(map(str, bad))}")
+    if args.epochs < 1:
+        parser.error(f"--epochs must be >= 1, got {args.epochs}")
 
 
 def main() -> None:
@@ -38,11 +53,12 @@ def main() -> None:
     parser.add_argument("--out", default="outputs/long-range")
     parser.add_argument("--results", default=str(HERE))
     args = parser.parse_args()
+    check_args(parser, args)
     lengths = [4, 8] if args.tiny else args.lengths
     extra = TINY if args.tiny else ["launcher=joblib", f"trainer.max_epochs={args.epochs}"]
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, reports = [], {}
     for task in args.tasks:
         key, metric, chance = TASKS[task]
         folder = Path(args.out) / task
@@ -56,8 +72,7 @@ def main() -> None:
             *extra,
         ]
         runs = multirun(overrides, folder)
-        paths = report.report(folder, metric=metric)
-        (results / f"report-{task}.md").write_text(paths["md"].read_text())
+        reports[task] = report.report(folder, metric=metric)["md"].read_text()
         for run in runs:
             config, metrics = run["config"], run["metrics"]
             length = config["data"]["delay" if task == "copy" else "seq_len"]
@@ -75,6 +90,10 @@ def main() -> None:
                     "train_minutes": round(metrics.get("train_seconds", float("nan")) / 60, 2),
                 }
             )
+    if not any(r["status"] == "ok" for r in rows):  # leave the committed results as they are
+        raise SystemExit(f"all {len(rows)} trials failed: the errors are in {args.out}/<task>/report.md")
+    for task, md in reports.items():
+        (results / f"report-{task}.md").write_text(md)
     rows.sort(key=lambda r: (args.tasks.index(r["task"]), args.cells.index(r["cell"]), r["length"]))
     write_csv(rows, results / "results.csv")
     plot(rows, results / "long-range.png")

@@ -59,6 +59,21 @@ def write_tiny_text(path: Path) -> str:
     return str(path)
 
 
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Stop with a usage error (exit status 2), before anything is trained, on a value no run accepts."""
+    for option, values, low in [
+        ("--lengths", args.lengths, 1),  # k: characters per chunk
+        ("--epoch-chars", [args.epoch_chars], 1),
+        ("--epochs", [args.epochs], 1),
+        ("--batch", [args.batch], 1),
+        ("--hidden", [args.hidden], 1),
+    ]:
+        if bad := [v for v in values if v < low]:
+            parser.error(f"{option} must be >= {low}, got {' '.join(map(str, bad))}")
+    if not 0 <= args.seed < 2**32:
+        parser.error(f"--seed must be in [0, 2**32 - 1] (what Lightning seeds with), got {args.seed}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", nargs="+", type=int, default=[8, 16, 32, 64, 128, 256])
@@ -72,6 +87,7 @@ def main() -> None:
     parser.add_argument("--out", default="outputs/truncated-bptt")
     parser.add_argument("--results", default=str(HERE))
     args = parser.parse_args()
+    check_args(parser, args)
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     epochs = 1 if args.tiny else args.epochs
