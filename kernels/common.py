@@ -19,7 +19,6 @@ import torch
 from torch._subclasses.fake_tensor import is_fake
 
 from rnnlab.reference import common as reference_common
-from rnnlab.reference.common import check_both_directions, first_derivatives_only
 
 MAX_HIDDEN = 16384  # int32 offsets into W_hh (G*H*H) stay below 2^31 up to here
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -233,7 +232,7 @@ def eager_autograd(op, impl, setup_context, backward):
             return output
 
         @staticmethod
-        @first_derivatives_only  # create_graph=True: first derivatives; a second one raises
+        @reference_common.first_derivatives_only  # create_graph=True: first derivatives; a second one raises
         def backward(ctx, *grads):
             return backward(ctx, *grads)
 
@@ -374,12 +373,15 @@ def stacked_directions(gx: torch.Tensor, reverse: bool) -> int:
     ``reverse`` must then be False. 1 for a single direction's (T, B, G*H)."""
     if gx.dim() != 4:
         return 1
-    check_both_directions(reverse)
+    reference_common.check_both_directions(reverse)
     return 2
 
 
-def check_inputs(gx: torch.Tensor, w_hh: torch.Tensor, h0: torch.Tensor, gates: int) -> int:
+def check_inputs(
+    gx: torch.Tensor, w_hh: torch.Tensor, h0: torch.Tensor, gates: int, c0: torch.Tensor | None = None
+) -> int:
     """Shape/device/dtype checks shared by the cells (``rnnlab.reference.common.check_inputs``, with the
-    kernels' dtypes); returns H. ``h0``: either initial state. Both directions stacked
+    kernels' dtypes); returns H. ``c0``: LSTM's second state. Both directions stacked
     (``stacked_directions``): gx (2, T, B, G*H), w_hh (2, G*H, H), states (2, B, H)."""
-    return reference_common.check_inputs(gx, w_hh, {"initial state": h0}, gates, dtypes=DTYPES)
+    states = {"initial state": h0, **({} if c0 is None else {"initial state c0": c0})}
+    return reference_common.check_inputs(gx, w_hh, states, gates, dtypes=DTYPES)

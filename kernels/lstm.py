@@ -600,8 +600,7 @@ def lstm_recurrence(
 
 def _lstm(gx, w_hh, h0, c0, lengths=None, reverse=False, block_h=0, overwrite_gx=False):
     """``lstm_recurrence`` with the tile size exposed (tests force the tiled path with block_h=16)."""
-    common.check_inputs(gx, w_hh, h0, 4)
-    common.check_inputs(gx, w_hh, c0, 4)
+    common.check_inputs(gx, w_hh, h0, 4, c0)
     common.stacked_directions(gx, reverse)
     lengths = common.lengths_arg(lengths, gx.shape[-2], gx.device)
     save = common.needs_grad(gx, w_hh, h0, c0)

@@ -241,30 +241,30 @@ def planned(rows: list, settings: list[dict], loops: bool, limit: int) -> None:
     """The kernels launch.plan gives each row under each knob setting, on an H100 (132 SMs), compiled;
     ``limit``: the target's shared memory a program (``over_the_card``)."""
     for row in rows:
-        fwd, bwd, cell_constants = CELLS[row.cell]
-        dtype = ROW_DTYPES[row.dtype]
         for knobs in settings:
-            with knobs_set(knobs), _h100_sms():
-                plan = launch.plan(common.GATES[row.cell], row.hidden, row.batch, dtype, torch.device("cuda"))
-                w_t = common.backward_transposed(dtype)
-                fast = TARGET.backend == "cuda" and common.fast_math()
-            shared = {**cell_constants, **plan.meta}  # the plan's FUSED over the default one
-            shared.update(SYNC=plan.sync, HAS_LENGTHS=False, REVERSE=False)
-            name = ",".join(f"{k}={v}" for k, v in knobs.items()) or "default"
-            path = "on chip" if plan.meta["ON_CHIP"] else "resident" if plan.meta["RESIDENT"] else "streamed"
-            tiles = "x".join(str(plan.meta[k]) for k in ("BLOCK_B", "BLOCK_N", "BLOCK_K"))
-            path += ", tagged exchange" if plan.tagged else ""
-            print(f"# {row.cell},{row.batch},{row.steps},{row.input_size},{row.hidden},{row.dtype} {name}: "
-                  f"{path}, grid {plan.grid}, tiles {tiles}, {plan.meta.get('num_warps')} warps")  # fmt: skip
-            # as launch.run starts them: with tagged words, no barrier
-            shared.update(dict(TAGGED=True, SYNC=False) if plan.tagged else UNTAGGED)
-            variants = kernel_variants(fwd, bwd, shared, row.dtype, False)
-            variants["bwd"][1]["W_T"] = w_t  # as the setting has it
-            variants["fwd"][1]["FAST"] = fast
-            for kind, (fn, variant) in variants.items():
-                result = compile_variant(fn, row.dtype, variant, True, loops)
-                result += over_the_card(result, limit, fallback=plan.fallback is not None)
-                print(f"  {kind:4s} {result}", flush=True)
+            with knobs_set(knobs), _h100_sms():  # (kernel_variants reads the backward's W_T and FAST too)
+                _compile_planned(row, knobs, loops, limit)
+
+
+def _compile_planned(row, knobs: dict, loops: bool, limit: int) -> None:
+    """``planned`` for one row under one setting, the setting's knobs in the environment."""
+    fwd, bwd, cell_constants = CELLS[row.cell]
+    dtype = ROW_DTYPES[row.dtype]
+    plan = launch.plan(common.GATES[row.cell], row.hidden, row.batch, dtype, torch.device("cuda"))
+    shared = {**cell_constants, **plan.meta}  # the plan's FUSED over the default one
+    shared.update(SYNC=plan.sync, HAS_LENGTHS=False, REVERSE=False)
+    name = ",".join(f"{k}={v}" for k, v in knobs.items()) or "default"
+    path = "on chip" if plan.meta["ON_CHIP"] else "resident" if plan.meta["RESIDENT"] else "streamed"
+    tiles = "x".join(str(plan.meta[k]) for k in ("BLOCK_B", "BLOCK_N", "BLOCK_K"))
+    path += ", tagged exchange" if plan.tagged else ""
+    print(f"# {row.cell},{row.batch},{row.steps},{row.input_size},{row.hidden},{row.dtype} {name}: "
+          f"{path}, grid {plan.grid}, tiles {tiles}, {plan.meta.get('num_warps')} warps")  # fmt: skip
+    # as launch.run starts them: with tagged words, no barrier
+    shared.update(dict(TAGGED=True, SYNC=False) if plan.tagged else UNTAGGED)
+    for kind, (fn, variant) in kernel_variants(fwd, bwd, shared, row.dtype, False).items():
+        result = compile_variant(fn, row.dtype, variant, True, loops)
+        result += over_the_card(result, limit, fallback=plan.fallback is not None)
+        print(f"  {kind:4s} {result}", flush=True)
 
 
 @contextlib.contextmanager

@@ -105,6 +105,17 @@ def test_final_states_can_be_modified_in_place(cell, dtype):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def _outputs_and_gradients(layer, x, lengths):
+    """One forward+backward of ``layer`` on a fresh leaf copy of ``x`` (the same seeded upstream gradient
+    each time): out, the final states, and the gradients of x and of every parameter."""
+    layer.zero_grad()
+    inp = x.clone().requires_grad_()
+    out, state = layer(inp, lengths=lengths)
+    torch.manual_seed(3)
+    ((out * torch.randn_like(out)).sum() + sum(s.sum() for s in flatten_states(state))).backward()
+    return [out, *flatten_states(state), inp.grad, *[p.grad.clone() for p in layer.parameters()]]
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
 def test_triton_layer_on_the_tf32_gemm_path(monkeypatch, cell):
     """fp32 on CUDA under cuDNN's TF32 switch, the layer's input projection is kernels/projection.py's own
@@ -132,17 +143,7 @@ def test_triton_layer_on_the_tf32_gemm_path(monkeypatch, cell):
     results = {}
     for backend in ("reference", "triton"):
         layer.backend = backend
-        layer.zero_grad()
-        inp = x.clone().requires_grad_()
-        out, state = layer(inp, lengths=lengths)
-        torch.manual_seed(3)
-        ((out * torch.randn_like(out)).sum() + sum(s.sum() for s in flatten_states(state))).backward()
-        results[backend] = [
-            out,
-            *flatten_states(state),
-            inp.grad,
-            *[p.grad.clone() for p in layer.parameters()],
-        ]
+        results[backend] = _outputs_and_gradients(layer, x, lengths)
     # two layers: the projection of both directions forward (one block for both: projection.py's
     # project_both_directions), its backward, and each direction's dW_hh GEMMs (GRU's in two calls: the r
     # and z rows from their gate gradients, the n rows from the gradient of W_hn h + b_hn)
@@ -170,17 +171,7 @@ def test_bidirectional_layer_gives_the_same_results_however_its_directions_launc
         results = {}
         for how in ("separate", "auto", "one"):
             monkeypatch.setenv("RNNLAB_BIDIR_LAUNCH", how)
-            layer.zero_grad()
-            inp = x.clone().requires_grad_()
-            out, state = layer(inp, lengths=lengths)
-            torch.manual_seed(3)
-            ((out * torch.randn_like(out)).sum() + sum(s.sum() for s in flatten_states(state))).backward()
-            results[how] = [
-                out,
-                *flatten_states(state),
-                inp.grad,
-                *[p.grad.clone() for p in layer.parameters()],
-            ]
+            results[how] = _outputs_and_gradients(layer, x, lengths)
         other = ({"separate", "auto", "one"} - {same, twin}).pop()
         for got, want, far in zip(results[same], results[twin], results[other], strict=True):
             assert torch.equal(got, want), (hidden, same, twin)
