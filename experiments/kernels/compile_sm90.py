@@ -14,7 +14,9 @@ compiles as the JIT does for the benchmark's rows (B=8 aside): pointers 16-byte 
 of 16, so it vectorizes the state and gate accesses (without --aligned: the code for an odd H, such as 200).
 ``--no-prefetch`` compiles the kernels as RNNLAB_PREFETCH=0 runs them; ``--both-directions`` as a
 bidirectional layer's two directions run in one launch (REVERSE=2: each program finds its direction from
-the grid); ``--loops`` adds what one pass of each kernel's time loop issues (``time_loop``).
+the grid); ``--plain`` as a call without lengths runs them, with the inference forward (SAVE=False), GRU
+without biases and the RNN with relu: the other side of each switch the sets hold on; ``--loops`` adds
+what one pass of each kernel's time loop issues (``time_loop``).
 ``--tile-widths`` compiles only the split path's 16-row tiles at 16, 32 and 64 columns (``tile_widths``).
 
     python experiments/kernels/compile_sm90.py --loops --rows lstm,16,512,768,768,fp16 \
@@ -88,6 +90,12 @@ CELLS = {  # (FUSED: RNNLAB_FUSED_GATES, off by default; --rows compiles what a 
     "rnn": (rnn._rnn_fwd_kernel, rnn._rnn_bwd_kernel, {"ACT": 0}),
 }
 DTYPES = {"fp32": ("fp32", "tf32"), "bf16": ("bf16", "ieee")}
+# --plain: the other side of the switches the sets above hold on, as a call without lengths runs
+# (lengths=None), with the inference forward (SAVE=False: GRU's saved buffers then None), GRU without
+# biases, the RNN with relu (ACT=1)
+PLAIN = dict(HAS_LENGTHS=False, lengths=None)
+PLAIN_CELLS = {"lstm": {}, "gru": {"HAS_BIAS": False, "b": None}, "rnn": {"ACT": 1}}
+PLAIN_FORWARD = {"lstm": {"SAVE": False}, "gru": {"SAVE": False, "gates": None, "ghn": None}, "rnn": {}}
 
 
 def paths(cell: str, dtype: str) -> dict[str, dict]:
@@ -295,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--both-directions", action="store_true", help="REVERSE=2: a bidirectional layer's two in one launch"
     )
+    parser.add_argument(
+        "--plain", action="store_true", help="no lengths, the inference forward, GRU without biases, RNN relu"
+    )
     parser.add_argument("--rows", nargs="+", default=[], metavar="cell,B,T,I,H,dtype", help="planned rows")
     parser.add_argument("--settings", nargs="+", default=["default"], metavar="RNNLAB_X=V[,...]")
     parser.add_argument(
@@ -320,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     notes = (", aligned" if aligned else "") + ("" if prefetch else ", no prefetch")
     notes += ", both directions in one launch" if args.both_directions else ""
+    notes += ", plain (no lengths, inference forward, GRU without biases, RNN relu)" if args.plain else ""
     limit = SHARED_LIMIT[args.arch]
     print(f"# triton {triton.__version__}, target {arch}{notes}")
     for cell, (fwd, bwd, cell_constants) in CELLS.items():
@@ -336,7 +348,11 @@ def main(argv: list[str] | None = None) -> int:
                     **UNTAGGED,
                 )
                 shared.update(cell_constants)
+                if args.plain:
+                    shared.update(PLAIN, **PLAIN_CELLS[cell])
                 for kind, (fn, settings) in kernel_variants(fwd, bwd, shared, dname).items():
+                    if args.plain and kind == "fwd":
+                        settings = dict(settings, **PLAIN_FORWARD[cell])
                     label = f"{cell} {kind} {dname} {path}"
                     try:
                         result = compile_variant(fn, dtype, settings, aligned, loops)
