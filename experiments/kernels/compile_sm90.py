@@ -15,8 +15,8 @@ of 16, so it vectorizes the state and gate accesses (without --aligned: the code
 ``--no-prefetch`` compiles the kernels as RNNLAB_PREFETCH=0 runs them; ``--both-directions`` as a
 bidirectional layer's two directions run in one launch (REVERSE=2: each program finds its direction from
 the grid); ``--plain`` as a call without lengths runs them, with the inference forward (SAVE=False), GRU
-without biases and the RNN with relu: the other side of each switch the sets hold on; ``--loops`` adds
-what one pass of each kernel's time loop issues (``time_loop``).
+without biases, the RNN with relu and fp16 for bf16: the other side of the switches the sets hold on;
+``--loops`` adds what one pass of each kernel's time loop issues (``time_loop``).
 ``--tile-widths`` compiles only the split path's 16-row tiles at 16, 32 and 64 columns (``tile_widths``).
 
     python experiments/kernels/compile_sm90.py --loops --rows lstm,16,512,768,768,fp16 \
@@ -92,7 +92,8 @@ CELLS = {  # (FUSED: RNNLAB_FUSED_GATES, off by default; --rows compiles what a 
 DTYPES = {"fp32": ("fp32", "tf32"), "bf16": ("bf16", "ieee")}
 # --plain: the other side of the switches the sets above hold on, as a call without lengths runs
 # (lengths=None), with the inference forward (SAVE=False: GRU's saved buffers then None), GRU without
-# biases, the RNN with relu (ACT=1)
+# biases, the RNN with relu (ACT=1), and fp16 in place of bf16
+PLAIN_DTYPES = {"fp32": ("fp32", "tf32"), "fp16": ("fp16", "ieee")}
 PLAIN = dict(HAS_LENGTHS=False, lengths=None)
 PLAIN_CELLS = {"lstm": {}, "gru": {"HAS_BIAS": False, "b": None}, "rnn": {"ACT": 1}}
 PLAIN_FORWARD = {"lstm": {"SAVE": False}, "gru": {"SAVE": False, "gates": None, "ghn": None}, "rnn": {}}
@@ -100,13 +101,13 @@ PLAIN_FORWARD = {"lstm": {"SAVE": False}, "gru": {"SAVE": False, "gates": None, 
 
 def paths(cell: str, dtype: str) -> dict[str, dict]:
     """The launch plans' shapes (kernels/launch.py) for each path, with the streamed tiles of that dtype;
-    for bf16 also the largest on-chip tile (ON_CHIP_BYTES: LSTM/GRU BH = 128, RNN BH = 256)."""
+    for bf16 and fp16 also the largest on-chip tile (ON_CHIP_BYTES: LSTM/GRU BH = 128, RNN BH = 256)."""
     block_k, stages = (32, 3) if dtype == "fp32" else (64, 4)
     widest = max(bh for bh in (64, 128, 256, 512) if common.GATES[cell] * bh * bh * 2 <= launch.ON_CHIP_BYTES)
     largest = dict(ON_CHIP=True, RESIDENT=False, BLOCK_B=16, BLOCK_N=widest, BLOCK_K=widest, num_warps=8)
     return {
         "onchip": dict(ON_CHIP=True, RESIDENT=False, BLOCK_B=16, BLOCK_N=64, BLOCK_K=64, num_warps=8),
-        **({f"onchip{widest}": largest} if dtype == "bf16" else {}),
+        **({f"onchip{widest}": largest} if dtype != "fp32" else {}),
         "resident": dict(ON_CHIP=False, RESIDENT=True, BLOCK_B=16, BLOCK_N=16, BLOCK_K=128, num_warps=8),
         "streamed16": dict(
             ON_CHIP=False,
@@ -304,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         "--both-directions", action="store_true", help="REVERSE=2: a bidirectional layer's two in one launch"
     )
     parser.add_argument(
-        "--plain", action="store_true", help="no lengths, the inference forward, GRU without biases, RNN relu"
+        "--plain", action="store_true", help="no lengths, inference forward, no GRU biases, RNN relu, fp16"
     )
     parser.add_argument("--rows", nargs="+", default=[], metavar="cell,B,T,I,H,dtype", help="planned rows")
     parser.add_argument("--settings", nargs="+", default=["default"], metavar="RNNLAB_X=V[,...]")
@@ -331,11 +332,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     notes = (", aligned" if aligned else "") + ("" if prefetch else ", no prefetch")
     notes += ", both directions in one launch" if args.both_directions else ""
-    notes += ", plain (no lengths, inference forward, GRU without biases, RNN relu)" if args.plain else ""
+    notes += ", plain (no lengths, inference forward, no GRU biases, RNN relu, fp16)" if args.plain else ""
     limit = SHARED_LIMIT[args.arch]
     print(f"# triton {triton.__version__}, target {arch}{notes}")
     for cell, (fwd, bwd, cell_constants) in CELLS.items():
-        for dname, (dtype, precision) in DTYPES.items():
+        for dname, (dtype, precision) in (PLAIN_DTYPES if args.plain else DTYPES).items():
             for path, meta in paths(cell, dname).items():
                 shared = dict(
                     meta,

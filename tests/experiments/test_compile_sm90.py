@@ -71,10 +71,10 @@ def test_every_kernel_variant_compiles_for_an_h100():
     """The compiler's rules, which the interpreter does not enforce (tl.dot dimensions >= 16, power-of-two
     blocks, no control flow on tensor values, shared memory within the card), checked with Triton's own
     compiler and ptxas: every variant of three of compile_sm90.py's sets compiles for sm_90 within an
-    H100's 227 KB a program. Between them the sets take lengths, the saved forward, GRU's biases, the RNN's
-    activation and aligned sizes both ways, and both directions in one launch; the grid barrier on, as
-    on a GPU, and the comparison knobs at their defaults. Each set in its own process (about 1 s a variant
-    here), the three at once."""
+    H100's 227 KB a program. Between them the sets take lengths, the saved forward, GRU's biases, the
+    RNN's activation, aligned sizes and bf16/fp16 both ways, and both directions in one launch; the grid
+    barrier on, as on a GPU, and the comparison knobs at their defaults. Each set in its own process
+    (about 1 s a variant here), the three at once."""
     triton = pytest.importorskip("triton")
     if shutil.which("ptxas", path=str(Path(triton.__file__).parent / "backends" / "nvidia" / "bin")) is None:
         pytest.skip("this Triton has no bundled ptxas to compile for sm_90 with")
@@ -82,7 +82,7 @@ def test_every_kernel_variant_compiles_for_an_h100():
     script = str(HERE / "compile_sm90.py")
     sets = {
         "aligned": ["--aligned"],  # with lengths, the saving forward
-        "odd sizes, plain": ["--plain"],  # no lengths, the inference forward, GRU without biases, RNN relu
+        "odd sizes, plain": ["--plain"],  # no lengths, inference forward, no GRU biases, RNN relu, fp16
         "both directions": ["--aligned", "--both-directions"],
     }
     pipes = dict(env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
