@@ -93,7 +93,7 @@ DTYPES = {"fp32": ("fp32", "tf32"), "bf16": ("bf16", "ieee")}
 # --plain: the other side of the switches the sets above hold on, as a call without lengths runs
 # (lengths=None), with the inference forward (SAVE=False: GRU's saved buffers then None), GRU without
 # biases, the RNN with relu (ACT=1), and fp16 in place of bf16
-PLAIN_DTYPES = {"fp32": ("fp32", "tf32"), "fp16": ("fp16", "ieee")}
+PLAIN_DTYPES = {"fp32": DTYPES["fp32"], "fp16": ("fp16", "ieee")}
 PLAIN = dict(HAS_LENGTHS=False, lengths=None)
 PLAIN_CELLS = {"lstm": {}, "gru": {"HAS_BIAS": False, "b": None}, "rnn": {"ACT": 1}}
 PLAIN_FORWARD = {"lstm": {"SAVE": False}, "gru": {"SAVE": False, "gates": None, "ghn": None}, "rnn": {}}
@@ -207,15 +207,18 @@ def compile_variant(fn, dtype: str, settings: dict, aligned: bool = False, loops
     return f"{result}  {time_loop(sass)}" if loops else result
 
 
-def kernel_variants(fwd, bwd, shared: dict, dtype: str, without_d_out: bool = True) -> dict[str, tuple]:
+def kernel_variants(
+    fwd, bwd, shared: dict, dtype: str, without_d_out: bool = True, forward: dict | None = None
+) -> dict[str, tuple]:
     """{kind: (kernel, its settings)}: the saving forward, the backward, and the backward without a
     sequence gradient (d_out=None), each with the ``shared`` settings; the backward reads W_hh as the
     launcher hands it over for ``dtype`` (W_T: ``common.backward_weight``); the forward with the PTX
-    activations on an NVIDIA target (FAST: ``common.fast_math``)."""
+    activations on an NVIDIA target (FAST: ``common.fast_math``), and ``forward``'s settings over these
+    (--plain: ``PLAIN_FORWARD``)."""
     w_t = common.backward_transposed(torch.float32 if dtype == "fp32" else torch.bfloat16)
     fast = TARGET.backend == "cuda" and common.fast_math()
     variants = {
-        "fwd": (fwd, dict(shared, SAVE=True, FAST=fast)),
+        "fwd": (fwd, {**shared, "SAVE": True, "FAST": fast, **(forward or {})}),
         "bwd": (bwd, dict(shared, PHASE1=True, PHASE2=True, W_T=w_t)),
     }
     if without_d_out:
@@ -351,9 +354,8 @@ def main(argv: list[str] | None = None) -> int:
                 shared.update(cell_constants)
                 if args.plain:
                     shared.update(PLAIN, **PLAIN_CELLS[cell])
-                for kind, (fn, settings) in kernel_variants(fwd, bwd, shared, dname).items():
-                    if args.plain and kind == "fwd":
-                        settings = dict(settings, **PLAIN_FORWARD[cell])
+                forward = PLAIN_FORWARD[cell] if args.plain else None
+                for kind, (fn, settings) in kernel_variants(fwd, bwd, shared, dname, forward=forward).items():
                     label = f"{cell} {kind} {dname} {path}"
                     try:
                         result = compile_variant(fn, dtype, settings, aligned, loops)
